@@ -1,0 +1,188 @@
+"""Block-sparse real-space matrices H_ij(R), S_ij(R), stored as the DeepH h5 layout in memory.
+
+The arrays are exactly those of a DeepH matrix file, so reading and writing are copies and
+a round trip is bit-identical:
+
+- ``atom_pairs``  (n_blocks, 5) int64: ``[R1, R2, R3, i, j]``, R in lattice vectors applied to j,
+  atoms 0-based;
+- ``shapes``      (n_blocks, 2) int64: (rows, cols) of each block;
+- ``boundaries``  (n_blocks + 1,) int64: offsets of each block in ``entries``;
+- ``entries``     (boundaries[-1],) float64 or complex128: the blocks, flattened row-major.
+
+Spinful blocks are (2a, 2b), laid out ``[[uu, ud], [du, dd]]``; the dense spinful matrix is
+``[[H_uu, H_ud], [H_du, H_dd]]`` with each quarter in the spinless orbital order (as DeepH-dock).
+Bloch sum: H(k) = sum_R exp(i 2 pi k.R) H(R), k in reciprocal lattice units, no position phase.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import scipy.sparse as sp
+
+from deeph_jax.errors import DeephError
+
+
+@dataclass(frozen=True, eq=False)
+class BlockSparse:
+    """A real-space matrix as blocks keyed by (R, i, j). Energies in eV (overlap: unitless)."""
+
+    atom_pairs: np.ndarray
+    shapes: np.ndarray
+    boundaries: np.ndarray
+    entries: np.ndarray
+    _index: dict = field(default=None, repr=False, compare=False)
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_blocks(cls, blocks: Mapping[tuple[int, int, int, int, int], np.ndarray]) -> "BlockSparse":
+        """Build from ``{(R1, R2, R3, i, j): block}``, keeping the mapping's order."""
+        keys = np.asarray(list(blocks.keys()), dtype=np.int64).reshape(-1, 5)
+        mats = [np.asarray(b) for b in blocks.values()]
+        shapes = np.asarray([m.shape for m in mats], dtype=np.int64).reshape(-1, 2)
+        dtype = np.result_type(*mats) if mats else np.float64
+        entries = (
+            np.concatenate([m.reshape(-1) for m in mats]).astype(dtype, copy=False)
+            if mats
+            else np.zeros(0, dtype)
+        )
+        return cls.from_arrays(keys, shapes, entries)
+
+    @classmethod
+    def from_arrays(cls, atom_pairs, shapes, entries) -> "BlockSparse":
+        shapes = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
+        boundaries = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])]).astype(np.int64)
+        return cls(np.asarray(atom_pairs, dtype=np.int64).reshape(-1, 5), shapes, boundaries, np.asarray(entries))
+
+    # -- access -------------------------------------------------------------------------------
+    @property
+    def n_blocks(self) -> int:
+        return int(self.atom_pairs.shape[0])
+
+    @property
+    def is_complex(self) -> bool:
+        return np.iscomplexobj(self.entries)
+
+    def block(self, n: int) -> np.ndarray:
+        """The n-th stored block, a view of shape ``shapes[n]``."""
+        b0, b1 = self.boundaries[n], self.boundaries[n + 1]
+        return self.entries[b0:b1].reshape(self.shapes[n])
+
+    @property
+    def index(self) -> dict[tuple[int, int, int, int, int], int]:
+        """``(R1, R2, R3, i, j) -> n``; built once, on first use."""
+        if self._index is None:
+            object.__setattr__(self, "_index", {tuple(int(x) for x in k): n for n, k in enumerate(self.atom_pairs)})
+        return self._index
+
+    def get(self, R, i: int, j: int) -> np.ndarray | None:
+        n = self.index.get((int(R[0]), int(R[1]), int(R[2]), int(i), int(j)))
+        return None if n is None else self.block(n)
+
+    def blocks(self):
+        """Iterate ``((R1, R2, R3, i, j), block)`` in stored order."""
+        for n in range(self.n_blocks):
+            yield tuple(int(x) for x in self.atom_pairs[n]), self.block(n)
+
+    def mirror_indices(self) -> np.ndarray:
+        """For each block (R, i, j), the index of its mirror (-R, j, i), or -1 when it is not stored."""
+        index = self.index
+        ap = self.atom_pairs
+        keys = zip(-ap[:, 0], -ap[:, 1], -ap[:, 2], ap[:, 4], ap[:, 3])
+        return np.asarray([index.get(tuple(int(x) for x in k), -1) for k in keys], dtype=np.int64)
+
+    # -- Hermiticity --------------------------------------------------------------------------
+    def hermiticity_error(self) -> float:
+        """max |M_ij(R) - M_ji(-R)^dagger| over stored mirrored pairs (0 for an exactly Hermitian set)."""
+        mirror = self.mirror_indices()
+        worst = 0.0
+        for n in np.nonzero(mirror >= 0)[0]:
+            d = np.abs(self.block(n) - self.block(mirror[n]).conj().T)
+            worst = max(worst, float(d.max(initial=0.0)))
+        return worst
+
+    def missing_mirrors(self) -> int:
+        return int(np.sum(self.mirror_indices() < 0))
+
+    def symmetrized(self) -> "BlockSparse":
+        """The Hermitian part: M_ij(R) <- (M_ij(R) + M_ji(-R)^dagger) / 2 for every stored mirrored pair."""
+        mirror = self.mirror_indices()
+        entries = self.entries.copy()
+        for n in np.nonzero(mirror >= 0)[0]:
+            sym = 0.5 * (self.block(n) + self.block(mirror[n]).conj().T)
+            entries[self.boundaries[n] : self.boundaries[n + 1]] = sym.reshape(-1)
+        return BlockSparse(self.atom_pairs, self.shapes, self.boundaries, entries)
+
+    # -- Bloch sums ---------------------------------------------------------------------------
+    def _coo_pattern(self, atom_offsets: np.ndarray, n_orbitals: int, spinful: bool):
+        """Global (row, col) of every entry, vectorized over blocks of the same shape."""
+        rows = np.empty(self.entries.shape[0], dtype=np.int64)
+        cols = np.empty(self.entries.shape[0], dtype=np.int64)
+        shape_ids = self.shapes[:, 0] * 100003 + self.shapes[:, 1]
+        for sid in np.unique(shape_ids):
+            sel = np.nonzero(shape_ids == sid)[0]
+            a, b = (int(x) for x in self.shapes[sel[0]])
+            r, c = np.arange(a), np.arange(b)
+            if spinful:
+                # Local spin-major index s * half + o -> global s * n_orbitals + o.
+                r = (r // (a // 2)) * n_orbitals + r % (a // 2)
+                c = (c // (b // 2)) * n_orbitals + c % (b // 2)
+            base_r = atom_offsets[self.atom_pairs[sel, 3]]
+            base_c = atom_offsets[self.atom_pairs[sel, 4]]
+            where = self.boundaries[sel][:, None, None] + (np.arange(a)[:, None] * b + np.arange(b)[None, :])
+            rows[where] = base_r[:, None, None] + r[None, :, None]
+            cols[where] = base_c[:, None, None] + c[None, None, :]
+        block_of_entry = np.repeat(np.arange(self.n_blocks), np.diff(self.boundaries))
+        return rows, cols, block_of_entry
+
+    def bloch_sparse(self, k, atom_offsets: np.ndarray, spinful: bool = False) -> sp.csr_matrix:
+        """M(k) = sum_R exp(i 2 pi k.R) M(R) as a sparse CSR matrix (duplicates summed).
+
+        Args:
+            k: (3,) in reciprocal lattice units.
+            atom_offsets: (n_atoms + 1,) start of each atom's orbitals (spin not counted).
+            spinful: the blocks are (2a, 2b) spin blocks; the result has size 2 * n_orbitals.
+        """
+        atom_offsets = np.asarray(atom_offsets, dtype=np.int64)
+        n_orb = int(atom_offsets[-1])
+        key = (atom_offsets.tobytes(), spinful)
+        cache = getattr(self, "_pattern_cache", None)
+        if cache is None or cache[0] != key:
+            cache = (key, self._coo_pattern(atom_offsets, n_orb, spinful))
+            object.__setattr__(self, "_pattern_cache", cache)
+        rows, cols, block_of_entry = cache[1]
+        phase = np.exp(2j * np.pi * (self.atom_pairs[:, :3] @ np.asarray(k, dtype=np.float64)))
+        size = n_orb * (2 if spinful else 1)
+        data = self.entries * phase[block_of_entry]
+        return sp.coo_matrix((data, (rows, cols)), shape=(size, size)).tocsr()
+
+    def bloch_dense(self, k, atom_offsets: np.ndarray, spinful: bool = False, hermitize: bool = True) -> np.ndarray:
+        """Dense M(k) (complex128). With ``hermitize`` the result is made exactly Hermitian,
+        (M + M^dagger) / 2: stored data are Hermitian only to their precision."""
+        m = self.bloch_sparse(k, atom_offsets, spinful).toarray()
+        return 0.5 * (m + m.conj().T) if hermitize else m
+
+
+def check_block_shapes(
+    matrix: BlockSparse, symbols, n_orbitals_per_atom: np.ndarray, spinful: bool, path=None
+) -> None:
+    """Every block must be (n_orb(i), n_orb(j)) (times 2 each when spinful), with i, j valid atoms."""
+    n_atoms = len(symbols)
+    ij = matrix.atom_pairs[:, 3:]
+    bad = np.nonzero((ij < 0).any(1) | (ij >= n_atoms).any(1))[0]
+    if bad.size:
+        i, j = ij[bad[0]]
+        raise DeephError(f"atom_pairs row {bad[0]} names atoms ({i}, {j}) but the structure has {n_atoms} atoms", path)
+    factor = 2 if spinful else 1
+    expected = np.stack([n_orbitals_per_atom[ij[:, 0]], n_orbitals_per_atom[ij[:, 1]]], axis=1) * factor
+    bad = np.nonzero((expected != matrix.shapes).any(1))[0]
+    if bad.size:
+        n = bad[0]
+        i, j = ij[n]
+        raise DeephError(
+            f"block {matrix.atom_pairs[n].tolist()} has shape {tuple(matrix.shapes[n])} but the orbital map gives "
+            f"{tuple(expected[n])} for atoms {i} ({symbols[i]}) and {j} ({symbols[j]})",
+            path,
+        )

@@ -1,0 +1,274 @@
+"""The current DeepH on-disk format: one folder per structure.
+
+``POSCAR``, ``info.json``, ``overlap.h5``, ``hamiltonian.h5`` and optionally
+``hamiltonian_pred.h5``; each matrix file holds ``atom_pairs``, ``chunk_shapes``,
+``chunk_boundaries`` and ``entries`` (see :mod:`deeph_jax.io.blocks`). Every problem with a
+file is raised as one :class:`DeephError` line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from deeph_jax.errors import DeephError
+from deeph_jax.io.atomic import atomic_path, write_text_atomic
+from deeph_jax.io.basis import OrbitalBasis
+from deeph_jax.io.blocks import BlockSparse, check_block_shapes
+from deeph_jax.io.structures import Structure, validate_structure
+
+POSCAR = "POSCAR"
+INFO = "info.json"
+OVERLAP = "overlap.h5"
+HAMILTONIAN = "hamiltonian.h5"
+HAMILTONIAN_PRED = "hamiltonian_pred.h5"
+MATRIX_DATASETS = ("atom_pairs", "chunk_shapes", "chunk_boundaries", "entries")
+REQUIRED_INFO_KEYS = ("atoms_quantity", "orbits_quantity", "spinful", "elements_orbital_map")
+
+
+@dataclass(eq=False)
+class DeephStructure:
+    """One structure of a DeepH dataset: geometry, basis, metadata and its matrices.
+
+    ``hamiltonian`` is in eV (complex spin blocks when ``spinful``); ``overlap`` is unitless and
+    always spinless. Either may be None when its file is absent or not requested.
+    """
+
+    structure: Structure
+    basis: OrbitalBasis
+    info: dict
+    overlap: BlockSparse | None = None
+    hamiltonian: BlockSparse | None = None
+    path: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def spinful(self) -> bool:
+        return bool(self.info.get("spinful", False))
+
+    @property
+    def fermi_energy_eV(self) -> float | None:
+        return self.info.get("fermi_energy_eV")
+
+    @property
+    def occupation(self) -> float | None:
+        return self.info.get("occupation")
+
+    @property
+    def atom_offsets(self) -> np.ndarray:
+        """(n_atoms + 1,) start of each atom's orbitals (spin not counted)."""
+        return self.basis.atom_offsets(self.structure.symbols)
+
+    def hamiltonian_k(self, k) -> np.ndarray:
+        """Dense, exactly Hermitian H(k) in eV; size n_orb (2 n_orb when spinful)."""
+        if self.hamiltonian is None:
+            raise DeephError("no Hamiltonian loaded", self.path)
+        return self.hamiltonian.bloch_dense(k, self.atom_offsets, self.spinful)
+
+    def overlap_k(self, k) -> np.ndarray:
+        """Dense, exactly Hermitian S(k); doubled as diag(S, S) when spinful."""
+        if self.overlap is None:
+            raise DeephError("no overlap loaded", self.path)
+        s = self.overlap.bloch_dense(k, self.atom_offsets, False)
+        if self.spinful:
+            z = np.zeros_like(s)
+            s = np.block([[s, z], [z, s]])
+        return s
+
+
+# -- info.json -------------------------------------------------------------------------------------
+def read_info(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DeephError("file not found", path)
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DeephError(f"not valid JSON (truncated or malformed: {exc.msg} at line {exc.lineno})", path) from None
+    if not isinstance(info, dict):
+        raise DeephError("expected a JSON object", path)
+    missing = [k for k in REQUIRED_INFO_KEYS if k not in info]
+    if missing:
+        raise DeephError(f"missing key(s) {', '.join(missing)}", path)
+    return info
+
+
+def write_info(path: str | Path, info: dict) -> None:
+    write_text_atomic(path, json.dumps(info, indent=2) + "\n")
+
+
+# -- POSCAR ----------------------------------------------------------------------------------------
+def read_poscar(path: str | Path) -> Structure:
+    path = Path(path)
+    if not path.is_file():
+        raise DeephError("file not found", path)
+    import ase.io
+
+    try:
+        atoms = ase.io.read(str(path), format="vasp")
+    except Exception as exc:  # ase raises many types for a broken POSCAR
+        raise DeephError(f"cannot read POSCAR ({type(exc).__name__}: {exc})", path) from None
+    return Structure(tuple(atoms.get_chemical_symbols()), atoms.positions, atoms.cell[:], periodic=True)
+
+
+def format_poscar(structure: Structure, comment: str = "written by deeph-jax") -> str:
+    """POSCAR text with Cartesian positions; species are written in runs, so atom order is kept."""
+    runs: list[list] = []
+    for s in structure.symbols:
+        if runs and runs[-1][0] == s:
+            runs[-1][1] += 1
+        else:
+            runs.append([s, 1])
+    lines = [comment, "1.0"]
+    lines += ["  " + "  ".join(f"{x:.16f}" for x in row) for row in structure.cell]
+    lines.append(" ".join(r[0] for r in runs))
+    lines.append(" ".join(str(r[1]) for r in runs))
+    lines.append("Cartesian")
+    lines += ["    " + "  ".join(f"{x:.16f}" for x in p) for p in structure.positions]
+    return "\n".join(lines) + "\n"
+
+
+def write_poscar(path: str | Path, structure: Structure) -> None:
+    write_text_atomic(path, format_poscar(structure))
+
+
+# -- matrix h5 -------------------------------------------------------------------------------------
+def read_matrix(path: str | Path) -> BlockSparse:
+    """Read one DeepH matrix file, checking its four datasets for consistency and finiteness."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeephError("file not found", path)
+    if not h5py.is_hdf5(path):
+        raise DeephError("not an HDF5 file", path)
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in MATRIX_DATASETS if k not in f]
+            if missing:
+                raise DeephError(f"missing dataset(s) {', '.join(missing)}", path)
+            arrays = {k: f[k][()] for k in MATRIX_DATASETS}
+    except OSError as exc:
+        raise DeephError(f"cannot read HDF5 ({exc})", path) from None
+    pairs = np.asarray(arrays["atom_pairs"])
+    shapes = np.asarray(arrays["chunk_shapes"])
+    bounds = np.asarray(arrays["chunk_boundaries"])
+    entries = np.asarray(arrays["entries"])
+    n = pairs.shape[0] if pairs.ndim == 2 else -1
+    if pairs.ndim != 2 or pairs.shape[1] != 5:
+        raise DeephError(f"atom_pairs has shape {pairs.shape}, expected (n_blocks, 5)", path)
+    if shapes.shape != (n, 2):
+        raise DeephError(f"chunk_shapes has shape {shapes.shape}, expected ({n}, 2)", path)
+    if bounds.shape != (n + 1,):
+        raise DeephError(f"chunk_boundaries has shape {bounds.shape}, expected ({n + 1},)", path)
+    sizes = shapes[:, 0].astype(np.int64) * shapes[:, 1]
+    if bounds[0] != 0 or np.any(np.diff(bounds) != sizes) or bounds[-1] != entries.shape[0]:
+        raise DeephError(
+            f"chunk_boundaries inconsistent with chunk_shapes and entries "
+            f"(last boundary {bounds[-1] if n >= 0 else '?'}, entries {entries.shape[0]})",
+            path,
+        )
+    if not np.all(np.isfinite(entries)):
+        bad = int(np.nonzero(~np.isfinite(entries))[0][0])
+        block = int(np.searchsorted(bounds, bad, side="right") - 1)
+        raise DeephError(f"entries contain NaN/Inf (first in block {pairs[block].tolist()})", path)
+    return BlockSparse(pairs.astype(np.int64), shapes.astype(np.int64), bounds.astype(np.int64), entries)
+
+
+def write_matrix(path: str | Path, matrix: BlockSparse, compression: str | None = None) -> None:
+    """Write atomically; ``compression="gzip"`` shrinks shipped datasets and is transparent to readers."""
+    kw = {"compression": compression, "shuffle": True} if compression else {}
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("atom_pairs", data=matrix.atom_pairs)
+            f.create_dataset("chunk_shapes", data=matrix.shapes)
+            f.create_dataset("chunk_boundaries", data=matrix.boundaries)
+            f.create_dataset("entries", data=matrix.entries, **kw)
+
+
+# -- whole structures ------------------------------------------------------------------------------
+def read_deeph_dir(
+    path: str | Path,
+    hamiltonian: str | None = HAMILTONIAN,
+    overlap: bool = True,
+) -> DeephStructure:
+    """Read one structure folder.
+
+    Args:
+        hamiltonian: file name of the H to load (``hamiltonian.h5``, ``hamiltonian_pred.h5``), or None.
+        overlap: load ``overlap.h5``.
+
+    The structure is treated as a molecule (no periodic images) when every stored R is zero.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise DeephError("structure folder not found", path)
+    info = read_info(path / INFO)
+    structure = read_poscar(path / POSCAR)
+    basis = OrbitalBasis.from_orbital_map(info["elements_orbital_map"])
+    basis.check_elements(structure.symbols, path / INFO)
+    if info["atoms_quantity"] != structure.n_atoms:
+        raise DeephError(f"atoms_quantity {info['atoms_quantity']} but POSCAR has {structure.n_atoms} atoms", path / INFO)
+    offsets = basis.atom_offsets(structure.symbols)
+    if info["orbits_quantity"] != offsets[-1]:
+        raise DeephError(
+            f"orbits_quantity {info['orbits_quantity']} but the orbital map gives {offsets[-1]} for this POSCAR",
+            path / INFO,
+        )
+    validate_structure(structure, path / POSCAR)
+    n_orb = np.diff(offsets)
+    spinful = bool(info["spinful"])
+    data = DeephStructure(structure, basis, info, path=path)
+    if overlap:
+        data.overlap = read_matrix(path / OVERLAP)
+        check_block_shapes(data.overlap, structure.symbols, n_orb, False, path / OVERLAP)
+    if hamiltonian is not None:
+        data.hamiltonian = read_matrix(path / hamiltonian)
+        if spinful and not data.hamiltonian.is_complex:
+            data.hamiltonian = BlockSparse(
+                data.hamiltonian.atom_pairs, data.hamiltonian.shapes, data.hamiltonian.boundaries,
+                data.hamiltonian.entries.astype(np.complex128),
+            )
+        check_block_shapes(data.hamiltonian, structure.symbols, n_orb, spinful, path / hamiltonian)
+    stored = [m for m in (data.overlap, data.hamiltonian) if m is not None]
+    if stored and all(not np.any(m.atom_pairs[:, :3]) for m in stored):
+        data.structure = structure.as_molecule()
+    return data
+
+
+def write_deeph_dir(
+    path: str | Path,
+    data: DeephStructure,
+    hamiltonian_name: str = HAMILTONIAN,
+    compression: str | None = None,
+) -> None:
+    """Write POSCAR, info.json and whichever matrices ``data`` holds, each file atomically."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    write_poscar(path / POSCAR, data.structure)
+    info = dict(data.info)
+    info["atoms_quantity"] = data.structure.n_atoms
+    info["orbits_quantity"] = int(data.atom_offsets[-1])
+    info["elements_orbital_map"] = data.basis.to_orbital_map()
+    info.setdefault("orthogonal_basis", False)
+    info.setdefault("spinful", False)
+    info.setdefault("fermi_energy_eV", None)
+    write_info(path / INFO, info)
+    if data.overlap is not None:
+        write_matrix(path / OVERLAP, data.overlap, compression)
+    if data.hamiltonian is not None:
+        write_matrix(path / hamiltonian_name, data.hamiltonian, compression)
+
+
+def find_structure_dirs(root: str | Path) -> list[Path]:
+    """Every folder under ``root`` (itself included) holding a POSCAR, sorted by relative path.
+
+    Hidden folders (temporary ones of an interrupted atomic write) are skipped.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DeephError("dataset folder not found", root)
+    found = [p.parent for p in root.rglob(POSCAR) if not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    return sorted(found, key=lambda p: str(p.relative_to(root)))
