@@ -206,7 +206,7 @@ def read_deeph_dir(
     if not path.is_dir():
         raise DeephError("structure folder not found", path)
     info = read_info(path / INFO)
-    structure = read_poscar(path / POSCAR)
+    structure = validate_structure(read_poscar(path / POSCAR), path / POSCAR)
     basis = OrbitalBasis.from_orbital_map(info["elements_orbital_map"])
     basis.check_elements(structure.symbols, path / INFO)
     if info["atoms_quantity"] != structure.n_atoms:
@@ -217,7 +217,6 @@ def read_deeph_dir(
             f"orbits_quantity {info['orbits_quantity']} but the orbital map gives {offsets[-1]} for this POSCAR",
             path / INFO,
         )
-    validate_structure(structure, path / POSCAR)
     n_orb = np.diff(offsets)
     spinful = bool(info["spinful"])
     data = DeephStructure(structure, basis, info, path=path)

@@ -1,0 +1,1 @@
+"""The main job: the whole DeepH workflow on the shipped data, end to end."""
