@@ -1,0 +1,1 @@
+"""Inference: bundles of trained models, and prediction for large structures."""

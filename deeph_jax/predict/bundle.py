@@ -1,0 +1,53 @@
+"""Inference bundles: everything prediction needs, nothing it does not.
+
+A bundle folder holds ``model.yaml`` (the ModelConfig), ``basis.json`` (the orbital map the
+model emits), ``params.msgpack`` (flax-serialized parameters) and ``metadata.json`` (training
+data, measured errors). Written as one atomic folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from deeph_jax.errors import DeephError
+from deeph_jax.io import OrbitalBasis
+from deeph_jax.io.atomic import atomic_directory
+
+FILES = ("model.yaml", "basis.json", "params.msgpack", "metadata.json")
+
+
+def export_bundle(path: str | Path, model_config, basis: OrbitalBasis, params, metadata: dict) -> None:
+    from flax import serialization
+    import jax
+
+    host = jax.tree_util.tree_map(np.asarray, params)
+    with atomic_directory(path) as tmp:
+        (tmp / "model.yaml").write_text(yaml.safe_dump(
+            {k: list(v) if isinstance(v, tuple) else v for k, v in model_config.to_dict().items()}, sort_keys=False))
+        (tmp / "basis.json").write_text(json.dumps(basis.to_orbital_map()) + "\n")
+        (tmp / "params.msgpack").write_bytes(serialization.msgpack_serialize(host))
+        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+
+
+def load_bundle(path: str | Path):
+    """-> (ModelConfig, OrbitalBasis, params, metadata)."""
+    from flax import serialization
+
+    from deeph_jax.model.config import ModelConfig
+
+    path = Path(path)
+    missing = [f for f in FILES if not (path / f).is_file()]
+    if missing:
+        raise DeephError(f"not an inference bundle (missing {', '.join(missing)})", path)
+    try:
+        config = ModelConfig.from_dict(yaml.safe_load((path / "model.yaml").read_text()))
+        basis = OrbitalBasis.from_orbital_map(json.loads((path / "basis.json").read_text()))
+        params = serialization.msgpack_restore((path / "params.msgpack").read_bytes())
+        metadata = json.loads((path / "metadata.json").read_text())
+    except (ValueError, TypeError, yaml.YAMLError) as exc:
+        raise DeephError(f"incompatible or damaged bundle ({type(exc).__name__}: {exc})", path) from None
+    return config, basis, params, metadata

@@ -1,0 +1,1 @@
+"""Training: configs, data pipeline, jitted data-parallel steps, checkpoints, evaluation."""

@@ -1,0 +1,111 @@
+"""Validation: predicted blocks of whole structures, MAE, and the error breakdown users read.
+
+The breakdown groups the absolute errors of real H entries by element pair, by shell pair
+(s-s, s-p, p-d, ...) and by pair distance: where a model is weak.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from deeph_jax.graph import batch_graphs, padded_sizes
+from deeph_jax.io import OrbitalBasis
+from deeph_jax.io.inspect import SHELL_LETTERS
+from deeph_jax.units import EV_TO_MICROHARTREE
+
+DISTANCE_BINS = (0.0, 1e-6, 1.5, 2.5, 3.5, 4.5, 6.0, 8.0, np.inf)  # Angstrom; first bin = on-site
+
+
+def predict_samples(predict, params, samples, elements, dtype, batch_size: int = 8):
+    """Predicted (h, s) blocks on each sample's edges: list of ((n_edges, W, W), (n_edges, W, W))."""
+    out = []
+    for b in range(0, len(samples), batch_size):
+        chunk = samples[b : b + batch_size]
+        n = sum(s.graph.n_nodes for s in chunk)
+        e = sum(s.graph.n_edges for s in chunk)
+        sizes = padded_sizes(n, e, batch_size)
+        batch = batch_graphs([s.graph for s in chunk], elements, None, sizes=sizes, dtype=dtype)
+        h, s_ = predict(params, batch)
+        h, s_ = np.asarray(h), np.asarray(s_)
+        e0 = 0
+        for smp in chunk:
+            ne = smp.graph.n_edges
+            out.append((h[e0 : e0 + ne], s_[e0 : e0 + ne]))
+            e0 += ne
+    return out
+
+
+def orbital_shell_l(basis: OrbitalBasis, element: str) -> np.ndarray:
+    """The l of each orbital of one atom: (n_orbitals,)."""
+    return np.concatenate([np.full(2 * l + 1, l) for l in basis.shells[element]])
+
+
+@dataclass
+class Breakdown:
+    """Absolute errors of real H entries (eV) with their labels."""
+
+    abs_err_h: np.ndarray
+    abs_err_s: np.ndarray
+    element_pair: np.ndarray  # str labels "B-N"
+    shell_pair: np.ndarray  # str labels "s-p"
+    distance: np.ndarray  # Angstrom
+    predicted: np.ndarray  # H entries, eV
+    reference: np.ndarray
+
+    @property
+    def mae_h_eV(self) -> float:
+        return float(self.abs_err_h.mean()) if self.abs_err_h.size else float("nan")
+
+    @property
+    def mae_s(self) -> float:
+        return float(self.abs_err_s.mean()) if self.abs_err_s.size else float("nan")
+
+    def table(self) -> list[tuple[str, str, int, float, float]]:
+        """Rows (group, label, entries, MAE meV, MAE micro-Hartree)."""
+        rows = []
+        for group, labels in (("element pair", self.element_pair), ("shell pair", self.shell_pair)):
+            for lab in sorted(set(labels.tolist())):
+                sel = labels == lab
+                rows.append((group, lab, int(sel.sum()), 1e3 * self.abs_err_h[sel].mean(),
+                             EV_TO_MICROHARTREE * self.abs_err_h[sel].mean()))
+        for lo, hi in zip(DISTANCE_BINS[:-1], DISTANCE_BINS[1:]):
+            sel = (self.distance >= lo) & (self.distance < hi)
+            if sel.any():
+                lab = "on-site" if hi <= 1e-6 else f"{lo:.1f}-{hi:.1f} A" if np.isfinite(hi) else f">{lo:.1f} A"
+                rows.append(("distance", lab, int(sel.sum()), 1e3 * self.abs_err_h[sel].mean(),
+                             EV_TO_MICROHARTREE * self.abs_err_h[sel].mean()))
+        return rows
+
+    def table_text(self) -> str:
+        lines = [f"{'group':<13} {'label':<12} {'entries':>9} {'MAE meV':>10} {'MAE uHa':>10}"]
+        lines += [f"{g:<13} {l:<12} {n:>9} {m:>10.3f} {u:>10.2f}" for g, l, n, m, u in self.table()]
+        return "\n".join(lines)
+
+
+def breakdown(samples: Sequence, predictions, basis: OrbitalBasis) -> Breakdown:
+    """Collect per-entry errors of every stored block of every sample."""
+    cols = {k: [] for k in ("eh", "es", "ep", "sp", "d", "p", "r")}
+    shell_l = {e: orbital_shell_l(basis, e) for e in basis.elements}
+    for smp, (h, s) in zip(samples, predictions):
+        g, t = smp.graph, smp.targets
+        sym = np.asarray(g.symbols)
+        lengths = g.lengths
+        for e in np.nonzero(t.present)[0]:
+            ei, ej = sym[g.senders[e]], sym[g.receivers[e]]
+            li, lj = shell_l[ei], shell_l[ej]
+            a, b = len(li), len(lj)
+            ref_h, ref_s = t.h_blocks[e, :a, :b], t.s_blocks[e, :a, :b]
+            cols["eh"].append(np.abs(h[e, :a, :b] - ref_h).ravel())
+            cols["es"].append(np.abs(s[e, :a, :b] - ref_s).ravel())
+            lo, hi = np.minimum.outer(li, lj), np.maximum.outer(li, lj)
+            cols["sp"].append(np.char.add(np.char.add(np.asarray(list(SHELL_LETTERS))[lo], "-"),
+                                          np.asarray(list(SHELL_LETTERS))[hi]).ravel())
+            cols["ep"].append(np.full(a * b, "-".join(sorted((ei, ej))), dtype=object))
+            cols["d"].append(np.full(a * b, lengths[e]))
+            cols["p"].append(h[e, :a, :b].ravel())
+            cols["r"].append(ref_h.ravel())
+    cat = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
+    return Breakdown(cat["eh"], cat["es"], cat["ep"].astype(str), cat["sp"].astype(str), cat["d"], cat["p"], cat["r"])

@@ -1,0 +1,68 @@
+"""Per-block-type normalization: start the output heads from the training data's statistics.
+
+H entries span hundreds of eV (core on-site levels) down to meV (far hoppings). Each head
+emits irreps per (pair kind, irrep channel) as ``x * scale + shift`` (shift on scalars only,
+which keeps it equivariant). Setting shift to the mean target scalar and scale to the spread of
+each irrep channel, per pair kind, lets the network learn O(1) residuals from step one.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from deeph_jax.model.irreps_blocks import BlockLayout, blocks_to_irreps, pair_kind
+
+
+def target_statistics(samples, layout: BlockLayout, elements, which: str = "h", floor: float = 1e-4):
+    """Per pair kind: (shift (n_kinds, n_scalars), scale (n_kinds, num_irreps)) of the target irreps."""
+    irreps = layout.irreps
+    S = len(elements)
+    index = {e: n for n, e in enumerate(elements)}
+    dims = [ir.dim for mul, ir in irreps for _ in range(mul)]
+    channel_of_dim = np.repeat(np.arange(irreps.num_irreps), dims)
+    scalar_dims = np.nonzero(np.concatenate([np.full(mul * ir.dim, ir.l == 0) for mul, ir in irreps]))[0]
+    sums = np.zeros((layout.n_kinds, irreps.dim))
+    sq = np.zeros((layout.n_kinds, irreps.dim))
+    counts = np.zeros(layout.n_kinds)
+    for smp in samples:
+        g, t = smp.graph, smp.targets
+        sel = np.nonzero(t.present)[0]
+        if not len(sel):
+            continue
+        species = np.asarray([index[s] for s in g.symbols])
+        is_self = (g.senders == g.receivers) & ~g.shifts.any(1)
+        kind = np.asarray(pair_kind(species[g.senders[sel]], species[g.receivers[sel]], is_self[sel], S))
+        blocks = t.h_blocks if which == "h" else t.s_blocks
+        x = np.asarray(blocks_to_irreps(jnp.asarray(blocks[sel], jnp.float64 if blocks.dtype == np.float64 else jnp.float32),
+                                        jnp.asarray(kind), layout), dtype=np.float64)
+        np.add.at(sums, kind, x)
+        np.add.at(sq, kind, x * x)
+        np.add.at(counts, kind, 1.0)
+    n = np.maximum(counts, 1.0)[:, None]
+    mean = sums / n
+    mean_full = np.zeros_like(mean)
+    mean_full[:, scalar_dims] = mean[:, scalar_dims]  # only scalars get a shift
+    var = np.maximum(sq / n - 2 * mean * mean_full + mean_full**2, 0.0)  # E[(x - shift)^2]
+    scale = np.zeros((layout.n_kinds, irreps.num_irreps))
+    np.add.at(scale.T, channel_of_dim, var.T)
+    scale = np.sqrt(scale / np.bincount(channel_of_dim, minlength=irreps.num_irreps)[None, :])
+    scale = np.where(counts[:, None] > 0, np.maximum(scale, floor), 1.0)
+    return mean[:, scalar_dims], scale
+
+
+def normalized_params(params, samples, layout: BlockLayout, elements):
+    """Copy of ``params`` with both heads' shift and scale set from ``samples``."""
+    import jax
+
+    out = jax.tree_util.tree_map(lambda x: x, params)
+    inner = dict(out["params"])
+    for head, which in (("head_h", "h"), ("head_s", "s")):
+        shift, scale = target_statistics(samples, layout, elements, which)
+        h = dict(inner[head])
+        h["shift"] = jnp.asarray(shift, h["shift"].dtype)
+        h["scale"] = jnp.asarray(scale, h["scale"].dtype)
+        inner[head] = h
+    out = dict(out)
+    out["params"] = inner
+    return out
