@@ -34,3 +34,41 @@ def legacy_mote2_dir() -> Path:
 @pytest.fixture
 def updated_mote2_dir() -> Path:
     return shared_path("convert/deeph/deeph_updated_data/MoTe2")
+
+
+@pytest.fixture(scope="session")
+def water_sto3g(tmp_path_factory) -> Path:
+    """16 water molecules, PBE/STO-3G with PySCF: a small real-DFT dataset for training tests.
+
+    STO-3G has s and p shells only, so a model with lmax 2 covers every block and compiles fast.
+    """
+    from deeph_jax.cli import main
+
+    out = tmp_path_factory.mktemp("data") / "water-sto3g"
+    assert main(["generate", "molecules", "--name", "water", "--basis", "sto-3g", "--n", "16", "--seed", "3",
+                 "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+TINY_MODEL = {"cutoff": 5.0, "num_radial": 4, "lmax": 2, "node_channels": [8, 4, 2], "edge_channels": [8, 4, 2],
+              "tp_channels": [4, 2, 1], "num_layers": 2, "radial_hidden": 8, "species_embed": 4}
+
+
+def tiny_config(dataset, **train):
+    """A training config that compiles in seconds: the tiny lmax-2 model on ``dataset``."""
+    from deeph_jax.train.config import load_config
+
+    base = {"name": "test", "data": {"train": str(dataset), "val_fraction": 0.0}, "model": dict(TINY_MODEL),
+            "train": {"batch_size": 4, "steps": 3, "lr": 1e-2, "warmup_steps": 1, "eval_every": 1000,
+                      "checkpoint_every": 1000, "log_every": 1, "progress": False, **train}}
+    return load_config(base=base)
+
+
+def jax_cache_env(tmp_path_factory_or_dir) -> dict:
+    """Environment for subprocesses sharing one persistent XLA compilation cache."""
+    import os
+
+    d = Path(tmp_path_factory_or_dir)
+    return {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(d / "jax-cache"),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+            "PYTHONUNBUFFERED": "1"}

@@ -55,6 +55,12 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# Names users bring from other codes, mapped to ours for the "did you mean" hint.
+ALIASES = {"learning_rate": "lr", "epochs": "steps", "max_steps": "steps", "layers": "num_layers",
+           "n_layers": "num_layers", "r_cut": "cutoff", "rcut": "cutoff", "ema": "ema_decay", "clip": "grad_clip",
+           "warmup": "warmup_steps", "dataset": "train", "batch": "batch_size"}
+
+
 def _model_fields() -> dict[str, Any]:
     from deeph_jax.model.config import ModelConfig
 
@@ -64,7 +70,7 @@ def _model_fields() -> dict[str, Any]:
 def _check_keys(config: dict, reference: dict, where: str, source) -> None:
     for key, value in config.items():
         if key not in reference:
-            close = difflib.get_close_matches(key, list(reference), n=1)
+            close = [ALIASES[key]] if ALIASES.get(key) in reference else difflib.get_close_matches(key, list(reference), n=1)
             hint = f"; did you mean '{where}{close[0]}'?" if close else f"; known: {', '.join(sorted(reference))}"
             raise DeephError(f"unknown config key '{where}{key}'{hint}", source)
         if isinstance(reference[key], dict) and reference[key] and isinstance(value, dict):

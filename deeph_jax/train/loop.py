@@ -36,8 +36,8 @@ def init_distributed(dc: dict) -> None:
         return
     n = int(dc.get("num_processes") or os.environ["DEEPH_NUM_PROCESSES"])
     pid = int(dc.get("process_id") if dc.get("process_id") is not None else os.environ["DEEPH_PROCESS_ID"])
-    if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # CPU hosts need a collectives implementation for cross-process all-reduce (GPUs use NCCL).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=addr, num_processes=n, process_id=pid)
 
 
@@ -71,7 +71,7 @@ def _read_metrics(path: Path, upto_step: int) -> list[dict]:
 class Trainer:
     """Holds what a run needs; :meth:`run` trains to ``train.steps``."""
 
-    def __init__(self, config: dict, run_dir: str | Path, resume: bool = False):
+    def __init__(self, config: dict, run_dir: str | Path, resume: bool = False, devices=None):
         from deeph_jax.model.config import ModelConfig
         from deeph_jax.model.irreps_blocks import build_layout, model_elements
         from deeph_jax.model.network import HamiltonianNet
@@ -109,7 +109,7 @@ class Trainer:
         self.train_cache = D.SampleCache(self.train_dirs, self.basis, self.cutoff)
         self.val_samples = None
 
-        devices = jax.devices()
+        devices = list(devices or jax.devices())
         self.n_shards = len(devices)
         B = int(self.tc["batch_size"])
         if B % self.n_shards:
