@@ -51,3 +51,53 @@ def load_bundle(path: str | Path):
     except (ValueError, TypeError, yaml.YAMLError) as exc:
         raise DeephError(f"incompatible or damaged bundle ({type(exc).__name__}: {exc})", path) from None
     return config, basis, params, metadata
+
+
+def training_metadata(dirs) -> dict:
+    """What a bundle records of its training data: basis/xc/pseudopotential names and the
+    valence electrons per element implied by the structures' ``occupation`` (least squares over
+    compositions, kept only when integral and exact for every structure)."""
+    from collections import Counter
+
+    from deeph_jax.io import read_info, read_poscar
+
+    meta: dict = {}
+    rows, occ = [], []
+    elements: list[str] = []
+    for d in dirs:
+        info = read_info(Path(d) / "info.json")
+        for key in ("basis", "xc", "pseudopotential"):
+            if info.get(key) and key not in meta:
+                meta[key] = info[key]
+        if info.get("occupation") is None:
+            continue
+        counts = Counter(read_poscar(Path(d) / "POSCAR").symbols)
+        elements = sorted(set(elements) | set(counts))
+        rows.append(counts)
+        occ.append(float(info["occupation"]))
+    if rows:
+        A = np.asarray([[c.get(e, 0) for e in elements] for c in rows], float)
+        guess = _physical_valence(elements, meta.get("pseudopotential"))
+        v = None
+        if guess is not None and np.allclose(A @ guess, occ):
+            v = guess
+        elif np.linalg.matrix_rank(A) == len(elements):  # compositions pin every element down
+            x = np.round(np.linalg.lstsq(A, np.asarray(occ), rcond=None)[0])
+            v = x if np.allclose(A @ x, occ) and np.all(x > 0) else None
+        if v is not None:
+            meta["valence_electrons"] = {e: int(n) for e, n in zip(elements, v)}
+    return meta
+
+
+def _physical_valence(elements, pseudopotential: str | None):
+    """Electrons per neutral atom: Z for all-electron data, the GTH valence with a pseudopotential."""
+    from pyscf.data.elements import charge
+
+    try:
+        if pseudopotential:
+            from pyscf import gto
+
+            return np.asarray([sum(gto.basis.load_pseudo(pseudopotential, e)[0]) for e in elements], float)
+        return np.asarray([charge(e) for e in elements], float)
+    except Exception:  # unknown pseudopotential family or element
+        return None

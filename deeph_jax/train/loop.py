@@ -270,11 +270,14 @@ class Trainer:
             plots.parity(bd.predicted, bd.reference, self.run_dir / "plots" / "parity_val.png",
                          f"validation: MAE {1e3 * bd.mae_h_eV:.3f} meV over {bd.abs_err_h.size} H entries")
             plots.breakdown_plot(bd.table(), self.run_dir / "plots" / "breakdown.png")
-            from deeph_jax.predict.bundle import export_bundle
+            from deeph_jax.predict.bundle import export_bundle, training_metadata
 
-            export_bundle(self.run_dir / "model", self.model_config, self.basis, best_state.ema,
-                          {"train": [str(p) for p in self.train_dirs[:3]] + ["..."], "n_train": len(self.train_dirs),
-                           "n_val": len(self.val_dirs), "val_mae_meV": 1e3 * bd.mae_h_eV, "steps": step})
+            meta = training_metadata(self.train_dirs[:200])
+            meta.update(training_data=str(self.config["data"]["train"]), n_train=len(self.train_dirs),
+                        n_val=len(self.val_dirs), val_mae_meV=1e3 * bd.mae_h_eV,
+                        val_mae_uHa=EV_TO_MICROHARTREE * bd.mae_h_eV, steps=step,
+                        trained=time.strftime("%Y-%m-%d"), config_name=self.config["name"])
+            export_bundle(self.run_dir / "model", self.model_config, self.basis, best_state.ema, meta)
         ckpts.close()
         self.final_state = state
         return result

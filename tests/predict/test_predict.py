@@ -1,0 +1,125 @@
+"""Prediction: chunked equals whole-structure, DeepH folders written atomically, exact S, bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import TINY_MODEL
+from deeph_jax.errors import DeephError
+from deeph_jax.graph import batch_graphs, build_graph
+from deeph_jax.io import OrbitalBasis, Structure, read_deeph_dir
+from deeph_jax.model.config import ModelConfig
+from deeph_jax.model.network import HamiltonianNet
+from deeph_jax.predict.bundle import export_bundle
+from deeph_jax.predict.infer import Predictor, load_predictor, predict_blocks
+from deeph_jax.predict.writer import StreamingMatrixWriter
+
+REPO = Path(__file__).resolve().parents[2]
+HBN = OrbitalBasis({"B": (0, 1), "N": (0, 1)})
+
+
+def hbn_sheet(reps: int, seed: int = 0) -> Structure:
+    a, c = 2.504, 15.0
+    cell = np.array([[a, 0, 0], [-a / 2, a * np.sqrt(3) / 2, 0], [0, 0, c]])
+    frac = np.array([[1 / 3, 2 / 3, 0.5], [2 / 3, 1 / 3, 0.5]])
+    shifts = np.array([[i, j, 0] for i in range(reps) for j in range(reps)])
+    pos = ((frac[None] + shifts[:, None]).reshape(-1, 3)) @ cell
+    pos += np.random.default_rng(seed).normal(0, 0.05, pos.shape)
+    return Structure(("B", "N") * reps * reps, pos, cell * [reps, reps, 1], True)
+
+
+def random_predictor(basis=HBN, dtype=np.float32, **metadata) -> Predictor:
+    config = ModelConfig.from_dict(TINY_MODEL)
+    g = build_graph(hbn_sheet(2), config.cutoff)
+    params = HamiltonianNet(config, basis).init(jax.random.PRNGKey(1), batch_graphs([g], ["B", "N"], dtype=dtype))
+    return Predictor(config, basis, params, metadata)
+
+
+def test_chunked_equals_whole_structure():
+    predictor = random_predictor()
+    g = build_graph(hbn_sheet(12), predictor.config.cutoff)  # 288 atoms
+    h_whole, s_whole = predict_blocks(g, predictor, chunk_atoms=None)
+    stats = __import__("deeph_jax.predict.infer", fromlist=["PredictStats"]).PredictStats()
+    h_chunk, s_chunk = predict_blocks(g, predictor, chunk_atoms=40, stats=stats)
+    assert stats.n_chunks >= 6
+    scale = np.abs(h_whole).max()
+    assert scale > 0
+    np.testing.assert_allclose(h_chunk, h_whole, atol=2e-6 * scale)
+    np.testing.assert_allclose(s_chunk, s_whole, atol=2e-6 * np.abs(s_whole).max())
+    # Hermitian output, chunked or not: H_ji(-R) = H_ij(R)^T on every edge.
+    m = g.mirror()
+    assert np.array_equal(h_chunk[m], np.swapaxes(h_chunk, 1, 2))
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    p = random_predictor()
+    path = tmp_path / "bundle"
+    export_bundle(path, p.config, p.basis, p.params, {"basis": "gth-szv", "valence_electrons": {"B": 3, "N": 5}})
+    return path
+
+
+def test_predict_cli_writes_deeph_folder_with_exact_overlap(bundle, tmp_path):
+    from deeph_jax.io.deeph import write_poscar
+
+    s = hbn_sheet(3)
+    write_poscar(tmp_path / "POSCAR", s)
+    out = subprocess.run([sys.executable, str(REPO / "predict.py"), "--checkpoint", str(bundle), "--structure",
+                          str(tmp_path / "POSCAR"), "--out", str(tmp_path / "pred"), "--chunk-atoms", "6"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "compile" in out.stdout and "exact" in out.stdout
+    data = read_deeph_dir(tmp_path / "pred", hamiltonian="hamiltonian_pred.h5")
+    info = json.loads((tmp_path / "pred" / "info.json").read_text())
+    assert info["occupation"] == 9 * 8 and "exact" in info["overlap_source"]
+    assert data.hamiltonian.n_blocks == data.overlap.n_blocks
+    assert data.hamiltonian.hermiticity_error() < 1e-6 * np.abs(data.hamiltonian.entries).max()
+    # The exact S is the PySCF two-centre overlap: 1 on the diagonal of on-site blocks.
+    assert np.allclose(np.diag(data.overlap.get((0, 0, 0), 0, 0)), 1.0, atol=1e-6)
+
+
+def test_exact_overlap_matches_shipped_dft(tmp_path):
+    from deeph_jax.predict.overlap import exact_overlap
+
+    folder = REPO / "datasets" / "water-pbe-def2svp" / "00000"
+    data = read_deeph_dir(folder)
+    g = build_graph(data.structure, 6.0)
+    S = exact_overlap(g, "def2-SVP", data.basis)
+    for key, block in data.overlap.blocks():
+        np.testing.assert_allclose(S.get(key[:3], key[3], key[4]), block, atol=1e-9)
+
+
+def test_bad_inputs(bundle, tmp_path):
+    predictor = load_predictor(bundle)
+    water = Structure(("O", "H", "H"), [[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]], np.eye(3) * 10, False)
+    with pytest.raises(DeephError, match=r"element\(s\) H, O not in the model \(trained on B, N\)"):
+        predictor.check_elements(water)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model.yaml").write_text("num_layers: 2\n")
+    with pytest.raises(DeephError, match="not an inference bundle"):
+        load_predictor(tmp_path / "broken")
+    for f in ("model.yaml", "basis.json", "params.msgpack", "metadata.json"):
+        (tmp_path / "broken" / f).write_text("{not: [valid")
+    with pytest.raises(DeephError, match="incompatible or damaged bundle"):
+        load_predictor(tmp_path / "broken")
+    from deeph_jax.io.deeph import write_poscar
+
+    close = Structure(("B", "N"), [[0, 0, 0], [0.05, 0, 0]], np.eye(3) * 10, True)
+    write_poscar(tmp_path / "POSCAR", close)
+    out = subprocess.run([sys.executable, str(REPO / "predict.py"), "--checkpoint", str(bundle), "--structure",
+                          str(tmp_path / "POSCAR"), "--out", str(tmp_path / "p")], capture_output=True, text=True)
+    assert out.returncode == 2 and "overlapping atoms" in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_interrupted_write_leaves_no_file(tmp_path):
+    target = tmp_path / "hamiltonian_pred.h5"
+    with pytest.raises(RuntimeError):
+        with StreamingMatrixWriter(target) as w:
+            w.append(np.zeros((1, 5), np.int64), np.array([[1, 1]]), np.zeros(1))
+            raise RuntimeError("killed")
+    assert not target.exists() and not list(tmp_path.iterdir())
