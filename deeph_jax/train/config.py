@@ -20,8 +20,9 @@ DEFAULTS: dict[str, Any] = {
     "name": "run",
     "data": {
         "train": None,  # DeepH dataset folder (list of folders allowed)
-        "test": None,  # optional held-out dataset folder, evaluated at the end
-        "val_fraction": 0.1,  # of the training folder, when no split files are given
+        "val": None,  # optional validation dataset folder (else a val_fraction of data.train)
+        "test": None,  # optional held-out dataset folder, evaluated at the end with the best parameters
+        "val_fraction": 0.1,  # of the training folder, when neither data.val nor split files are given
         "split_seed": 0,
         "train_split": None,  # optional text file: one structure folder (relative path) per line
         "val_split": None,
@@ -32,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
         "seed": 0,
         "batch_size": 8,  # structures per step, over all devices and hosts
         "steps": 1000,
+        "time_limit_minutes": None,  # stop (as at the last step: save, evaluate, export) after this wall time
         "lr": 3e-3,
         "warmup_steps": 50,
         "schedule": "cosine",  # cosine | constant

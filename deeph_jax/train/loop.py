@@ -88,7 +88,9 @@ class Trainer:
         if not dc["train"]:
             raise DeephError("config data.train names no dataset folder")
         all_dirs = D.list_structures(dc["train"], dc["max_structures"])
-        if dc["train_split"]:
+        if dc["val"]:
+            self.train_dirs, self.val_dirs = all_dirs, D.list_structures(dc["val"])
+        elif dc["train_split"]:
             root = dc["train"] if isinstance(dc["train"], str) else dc["train"][0]
             self.train_dirs = D.read_split_file(dc["train_split"], root)
             self.val_dirs = D.read_split_file(dc["val_split"], root) if dc["val_split"] else []
@@ -151,17 +153,20 @@ class Trainer:
                 f.write(text + "\n")
 
     # -- validation -------------------------------------------------------------------------------
-    def validate(self, params):
+    def validate(self, params, samples=None):
+        """(loss, Breakdown) on the validation set (or ``samples``), None when there is none."""
         from deeph_jax.train.evaluate import breakdown, predict_samples
 
-        if self.val_samples is None:
-            cache = D.SampleCache(self.val_dirs, self.basis, self.cutoff)
-            self.val_samples = [cache[i] for i in range(len(cache))]
-        if not self.val_samples:
+        if samples is None:
+            if self.val_samples is None:
+                cache = D.SampleCache(self.val_dirs, self.basis, self.cutoff)
+                self.val_samples = [cache[i] for i in range(len(cache))]
+            samples = self.val_samples
+        if not samples:
             return None
         local = jax.tree_util.tree_map(lambda x: np.asarray(x), params)
-        preds = predict_samples(self.predict, local, self.val_samples, self.elements, self.dtype)
-        bd = breakdown(self.val_samples, preds, self.basis)
+        preds = predict_samples(self.predict, local, samples, self.elements, self.dtype)
+        bd = breakdown(samples, preds, self.basis)
         w = float(self.tc["overlap_weight"])
         loss = float(np.mean(bd.abs_err_h**2) + w * np.mean(bd.abs_err_s**2))
         return loss, bd
@@ -230,6 +235,9 @@ class Trainer:
             recent.append((loss, float(m["mae_h"])))
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3e}", mae_meV=f"{1e3 * float(m['mae_h']):.1f}")
+            if tc["time_limit_minutes"] and time.perf_counter() - t_start > 60 * float(tc["time_limit_minutes"]):
+                bar.write(f"time limit of {tc['time_limit_minutes']} min reached at step {step}")
+                total = step
             do_eval = step % int(tc["eval_every"]) == 0 or step == total
             if step % int(tc["log_every"]) == 0 or do_eval:
                 row = {"step": step, "epoch": epoch, "wall_time_s": time.perf_counter() - t_start,
@@ -273,6 +281,15 @@ class Trainer:
             from deeph_jax.predict.bundle import export_bundle, training_metadata
 
             meta = training_metadata(self.train_dirs[:200])
+            if self.config["data"]["test"]:
+                test_dirs = D.list_structures(self.config["data"]["test"])
+                cache = D.SampleCache(test_dirs, self.basis, self.cutoff)
+                _, tbd = self.validate(best_state.ema, [cache[i] for i in range(len(cache))])
+                result.update(test_mae_eV=tbd.mae_h_eV, n_test=len(test_dirs))
+                meta.update(test_data=str(self.config["data"]["test"]), n_test=len(test_dirs),
+                            test_mae_meV=1e3 * tbd.mae_h_eV, test_mae_uHa=EV_TO_MICROHARTREE * tbd.mae_h_eV)
+                print(f"test: MAE {1e3 * tbd.mae_h_eV:.3f} meV = {EV_TO_MICROHARTREE * tbd.mae_h_eV:.1f} uHa "
+                      f"over {tbd.abs_err_h.size} H entries of {len(test_dirs)} structures")
             meta.update(training_data=str(self.config["data"]["train"]), n_train=len(self.train_dirs),
                         n_val=len(self.val_dirs), val_mae_meV=1e3 * bd.mae_h_eV,
                         val_mae_uHa=EV_TO_MICROHARTREE * bd.mae_h_eV, steps=step,

@@ -1,0 +1,93 @@
+"""Model hyper-parameters: one frozen dataclass, a default (< 1 M parameters) and a larger preset."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import e3nn_jax as e3nn
+
+
+def hidden_irreps(channels: tuple[int, ...]) -> e3nn.Irreps:
+    """Irreps with ``channels[l]`` copies of l, both parities for l >= 1 (blocks such as p x p
+    hold 1e and p x d hold 2o, so the hidden features need both), e.g. (32, 8) -> 32x0e+8x1o+8x1e."""
+    out = [(channels[0], (0, 1))]
+    for l, c in enumerate(channels[1:], start=1):
+        if c:
+            out += [(c, (l, (-1) ** l)), (c, (l, -((-1) ** l)))]
+    return e3nn.Irreps(out)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of :class:`deeph_jax.model.network.HamiltonianNet`.
+
+    Attributes:
+        cutoff: Angstrom; radial envelope reaches zero here. Use >= the graph's cutoff.
+        num_radial: Bessel basis size.
+        lmax: spherical harmonics degree of the edge direction (4 for s, p, d; 6 with f).
+        node_channels: copies of each l in node features, index l (both parities for l >= 1).
+        edge_channels: same for edge features; the output head reads the last edge features.
+        tp_channels: channels per l fed into each tensor product (cost per edge scales with these).
+        num_layers: interaction blocks.
+        radial_hidden: width of the MLPs of edge scalars that weight tensor-product paths.
+        avg_num_neighbors: divides the sum of messages (keeps activations O(1)).
+        species_embed: width of the species embedding.
+    """
+
+    cutoff: float = 8.0
+    num_radial: int = 8
+    lmax: int = 4
+    node_channels: tuple[int, ...] = (48, 16, 8, 4, 4)
+    edge_channels: tuple[int, ...] = (48, 16, 8, 8, 4)
+    tp_channels: tuple[int, ...] = (16, 8, 4, 4, 2)
+    num_layers: int = 3
+    radial_hidden: int = 32
+    avg_num_neighbors: float = 20.0
+    species_embed: int = 16
+
+    def __post_init__(self):
+        for name in ("node_channels", "edge_channels", "tp_channels"):
+            object.__setattr__(self, name, tuple(int(c) for c in getattr(self, name)))
+            if len(getattr(self, name)) != self.lmax + 1:
+                raise ValueError(f"{name} needs lmax + 1 = {self.lmax + 1} entries, got {getattr(self, name)}")
+
+    @property
+    def node_irreps(self) -> e3nn.Irreps:
+        return hidden_irreps(self.node_channels)
+
+    @property
+    def edge_irreps(self) -> e3nn.Irreps:
+        return hidden_irreps(self.edge_channels)
+
+    @property
+    def tp_irreps(self) -> e3nn.Irreps:
+        return hidden_irreps(self.tp_channels)
+
+    @property
+    def sh_irreps(self) -> e3nn.Irreps:
+        return e3nn.Irreps.spherical_harmonics(self.lmax)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def replace(self, **kw) -> "ModelConfig":
+        return replace(self, **kw)
+
+
+def larger() -> ModelConfig:
+    """More channels and a 4th layer: a few M parameters, about 3-4x the cost per edge."""
+    return ModelConfig(node_channels=(96, 32, 16, 8, 8), edge_channels=(96, 32, 16, 16, 8),
+                       tp_channels=(32, 16, 8, 8, 4), num_layers=4, radial_hidden=64)
+
+
+def tiny() -> ModelConfig:
+    """A very small config for fast CPU tests."""
+    return ModelConfig(num_radial=6, node_channels=(8, 4, 2, 0, 0), edge_channels=(8, 4, 2, 2, 2),
+                       tp_channels=(4, 2, 2, 0, 0), num_layers=2, radial_hidden=8, species_embed=4)
+
+
+PRESETS = {"default": ModelConfig, "larger": larger, "tiny": tiny}
