@@ -1,0 +1,179 @@
+"""``deeph-jax generate molecules|crystal``: the command-line front of the DFT data generators.
+
+The main CLI calls :func:`register` with its sub-parsers object. Run alone as
+``python -m deeph_jax.dft.commands generate ...`` for the same commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from deeph_jax.errors import DeephError
+
+
+def _triple(text: str) -> tuple[int, int, int]:
+    try:
+        parts = [int(x) for x in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three integers like 2,2,1, got {text!r}") from None
+    if len(parts) != 3 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected three positive integers like 2,2,1, got {text!r}")
+    return tuple(parts)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="dataset folder; one sub-folder per structure (00000, 00001, ...) "
+                   "plus metadata.json. An existing folder is completed (resume), never overwritten.")
+    p.add_argument("--n", type=int, default=None, help="number of structures (indices 0..n-1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; structure i's geometry comes from a RNG seeded "
+                   "by (seed, i), so a resumed run makes the same geometry for the same index (default 0)")
+    p.add_argument("--workers", type=int, default=1, help="processes running DFT at once (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="OpenMP threads per worker (default: PySCF's choice "
+                   "with 1 worker, 1 thread each with several)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add ``generate`` (with ``molecules`` and ``crystal``) to an argparse sub-parsers object."""
+    gen = subparsers.add_parser(
+        "generate", help="generate DFT training data (PySCF) in DeepH format",
+        description="Generate DFT Hamiltonians and overlaps with PySCF in the DeepH format "
+                    "(H in eV, lengths in Angstrom, real spherical orbitals m=-l..l).",
+    )
+    gsub = gen.add_subparsers(dest="generate_kind", metavar="{molecules,crystal}")
+    gsub.required = True
+
+    m = gsub.add_parser(
+        "molecules", help="molecular Kohn-Sham H and S (PySCF) for sampled or given geometries",
+        description="Molecular DFT (restricted Kohn-Sham, PySCF). H is the converged Fock matrix in eV, S the AO "
+                    "overlap; every atom pair with R=0. Geometries: --name water (O-H bonds uniform in "
+                    "[0.85, 1.15] A, H-O-H angle uniform in [95, 120] degrees, random rotation, O at the centre "
+                    "of a cubic box) or --file (any ase-readable file; every frame, optionally rattled).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    src = m.add_mutually_exclusive_group()
+    src.add_argument("--name", default=None, choices=["water"], help="named geometry distribution (default: water)")
+    src.add_argument("--file", default=None, help="molecule file (xyz, sdf, extxyz trajectory, ...: anything ase reads)")
+    m.add_argument("--rattle", type=float, default=0.0, help="Gaussian displacement sigma in Angstrom per Cartesian "
+                   "coordinate for --file geometries; 0 takes every frame as is (then --n defaults to the frame count)")
+    m.add_argument("--box", type=float, default=30.0, help="side of the cubic box written to POSCAR, Angstrom")
+    m.add_argument("--basis", default="def2-SVP", help="Gaussian basis set (PySCF name)")
+    m.add_argument("--xc", default="PBE", help="exchange-correlation functional (PySCF name; HF for Hartree-Fock)")
+    m.add_argument("--conv-tol", type=float, default=1e-10, help="SCF energy convergence threshold, Hartree")
+    m.add_argument("--grid-level", type=int, default=None, help="DFT integration grid level 0-9 (default: PySCF's, 3)")
+    m.add_argument("--density-fit", action="store_true", help="use density fitting (default: exact integrals)")
+    m.add_argument("--auxbasis", default=None, help="auxiliary basis for --density-fit (default: PySCF's choice)")
+    m.add_argument("--charge", type=int, default=0, help="molecular charge (closed shell only)")
+    m.add_argument("--max-cycle", type=int, default=100, help="SCF iterations before the damped retry")
+    _common(m)
+    m.set_defaults(func=run_molecules)
+
+    c = gsub.add_parser(
+        "crystal", help="periodic Kohn-Sham H(R) and S(R) (pyscf.pbc) on rattled supercells",
+        description="Periodic DFT (pyscf.pbc, KRKS, multigrid) on rattled supercells of a named crystal or a "
+                    "structure file. SCF on a modest k-mesh; then the Fock matrix from the converged density on a "
+                    "dense Gamma-centred mesh whose Born-von Karman supercell is >= --bvk-min Angstrom, and an "
+                    "inverse Bloch transform with Wigner-Seitz assignment to H(R) (eV) and S(R); every block "
+                    "(i, j, R) with |pos_j + R.cell - pos_i| <= --cutoff Angstrom is stored.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    src = c.add_mutually_exclusive_group()
+    src.add_argument("--name", default=None, choices=["hbn", "graphene", "diamond"],
+                     help="named crystal (default: hbn); hbn and graphene are 2D sheets in a cell of height --vacuum")
+    src.add_argument("--file", default=None, help="unit cell file (POSCAR, CIF, ...: anything ase reads)")
+    c.add_argument("--supercell", type=_triple, default=(2, 2, 1), help="supercell repetitions, e.g. 2,2,1 (8 atoms "
+                   "of hBN) or 4,4,1 (32 atoms)")
+    c.add_argument("--rattle", type=float, default=0.1, help="Gaussian displacement sigma in Angstrom per Cartesian "
+                   "coordinate (0: the ideal supercell)")
+    c.add_argument("--vacuum", type=float, default=12.0, help="cell height c in Angstrom for named 2D sheets (one value "
+                   "per dataset: the energy zero depends on it)")
+    c.add_argument("--basis", default="gth-szv", help="Gaussian basis (PySCF name)")
+    c.add_argument("--pseudo", default="gth-pbe", help="pseudopotential (PySCF name)")
+    c.add_argument("--xc", default="PBE", help="exchange-correlation functional (LDA/GGA with multigrid)")
+    c.add_argument("--kmesh", type=_triple, default=None, help="SCF k-mesh (default: ceil(--kspacing-length / |a_i|) "
+                   "per periodic direction)")
+    c.add_argument("--kspacing-length", type=float, default=10.0, help="default SCF mesh: k-points per direction "
+                   "= ceil(this length in Angstrom / |a_i|)")
+    c.add_argument("--bvk-min", type=float, default=20.0, help="the dense (Fock) mesh makes a Born-von Karman "
+                   "supercell at least this long in Angstrom along each periodic direction")
+    c.add_argument("--dense-kmesh", type=_triple, default=None, help="override the dense mesh")
+    c.add_argument("--cutoff", type=float, default=10.0, help="block cutoff radius in Angstrom (10 A: hBN gth-szv bands to ~1 meV; 8 A: up to 18 meV in the highest empty bands)")
+    c.add_argument("--smearing", type=float, default=None, help="Fermi-Dirac smearing width in eV (default: 0.1 for "
+                   "graphene, none otherwise)")
+    c.add_argument("--conv-tol", type=float, default=1e-9, help="SCF energy convergence threshold, Hartree per cell")
+    c.add_argument("--no-multigrid", action="store_true", help="use PySCF's FFTDF instead of multigrid")
+    c.add_argument("--max-cycle", type=int, default=100, help="SCF iterations before the damped retry")
+    _common(c)
+    c.set_defaults(func=run_crystal)
+    return gen
+
+
+def _threads(args) -> int | None:
+    if args.threads:
+        return args.threads
+    return 1 if args.workers > 1 else None
+
+
+def run_molecules(args) -> int:
+    from deeph_jax.dft.molecules import MoleculeSettings, MoleculeSource, generate_molecules
+
+    settings = MoleculeSettings(
+        basis=args.basis, xc=args.xc, conv_tol=args.conv_tol, grid_level=args.grid_level,
+        density_fit=args.density_fit, auxbasis=args.auxbasis, charge=args.charge, max_cycle=args.max_cycle,
+    )
+    source = MoleculeSource(name=None if args.file else (args.name or "water"), path=args.file,
+                            rattle=args.rattle, box=args.box)
+    summary = generate_molecules(args.out, n=args.n, seed=args.seed, source=source, settings=settings,
+                                 workers=args.workers, threads_per_worker=_threads(args),
+                                 progress=not args.no_progress, command=_command_line())
+    return _report(summary)
+
+
+def run_crystal(args) -> int:
+    from deeph_jax.dft.crystals import CrystalSettings, CrystalSource, generate_crystals
+
+    if args.n is None:
+        raise DeephError("--n is required for crystal datasets")
+    name = None if args.file else (args.name or "hbn")
+    smearing = args.smearing if args.smearing is not None else (0.1 if name == "graphene" else None)
+    settings = CrystalSettings(
+        basis=args.basis, pseudo=args.pseudo, xc=args.xc, kmesh=args.kmesh, kspacing_length=args.kspacing_length,
+        bvk_min=args.bvk_min, dense_kmesh=args.dense_kmesh, cutoff=args.cutoff, smearing_eV=smearing,
+        conv_tol=args.conv_tol, multigrid=not args.no_multigrid, max_cycle=args.max_cycle,
+    )
+    source = CrystalSource(name=name, path=args.file, supercell=args.supercell, rattle=args.rattle,
+                           vacuum=args.vacuum)
+    summary = generate_crystals(args.out, n=args.n, seed=args.seed, source=source, settings=settings,
+                                workers=args.workers, threads_per_worker=_threads(args),
+                                progress=not args.no_progress, command=_command_line())
+    return _report(summary)
+
+
+def _command_line() -> str:
+    return "deeph-jax " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _report(summary: dict) -> int:
+    secs = summary["seconds"]
+    mean = f", {sum(secs) / len(secs):.1f} s per structure" if secs else ""
+    print(f"{summary['written']} written, {summary['skipped_existing']} already present, "
+          f"{len(summary['not_converged'])} not converged (left out){mean}", file=sys.stderr)
+    return 0 if not summary["not_converged"] else 1
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="deeph-jax")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DeephError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
