@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "model": {},  # ModelConfig fields (defaults there); model.cutoff is also the pair-graph cutoff
     "train": {
         "seed": 0,
+        "init_from": None,  # inference bundle (models/<name>/) to start from: fine-tuning
         "batch_size": 8,  # structures per step, over all devices and hosts
         "steps": 1000,
         "time_limit_minutes": None,  # stop (as at the last step: save, evaluate, export) after this wall time

@@ -171,6 +171,18 @@ class Trainer:
         loss = float(np.mean(bd.abs_err_h**2) + w * np.mean(bd.abs_err_s**2))
         return loss, bd
 
+    def initial_params_from_bundle(self, path, like):
+        from deeph_jax.predict.bundle import load_bundle
+
+        config, basis, params, _ = load_bundle(path)
+        if basis != self.basis or config != self.model_config:
+            raise DeephError("train.init_from bundle has a different basis or model config than this run "
+                             f"(bundle basis {basis.to_orbital_map()})", path)
+        shapes = jax.tree_util.tree_map(np.shape, like)
+        if jax.tree_util.tree_map(np.shape, params) != shapes:
+            raise DeephError("train.init_from bundle parameters do not match this model", path)
+        return jax.tree_util.tree_map(lambda p, l: jax.numpy.asarray(p, l.dtype), params, like)
+
     # -- the run ----------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
         from tqdm import tqdm
@@ -191,8 +203,11 @@ class Trainer:
             from deeph_jax.train.normalize import normalized_params
             from deeph_jax.train.step import TrainState
 
-            stats_samples = [self.train_cache[i] for i in range(min(len(self.train_cache), 200))]
-            params = normalized_params(state.params, stats_samples, self.layout, self.elements)
+            if tc["init_from"]:
+                params = self.initial_params_from_bundle(tc["init_from"], state.params)
+            else:
+                stats_samples = [self.train_cache[i] for i in range(min(len(self.train_cache), 200))]
+                params = normalized_params(state.params, stats_samples, self.layout, self.elements)
             state = TrainState(params, tx.init(params), jax.tree_util.tree_map(jax.numpy.array, params), state.step)
         ckpts = Checkpoints(self.run_dir, int(tc["keep_checkpoints"]))
         rows: list[dict] = []

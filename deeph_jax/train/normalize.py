@@ -34,8 +34,7 @@ def target_statistics(samples, layout: BlockLayout, elements, which: str = "h", 
         is_self = (g.senders == g.receivers) & ~g.shifts.any(1)
         kind = np.asarray(pair_kind(species[g.senders[sel]], species[g.receivers[sel]], is_self[sel], S))
         blocks = t.h_blocks if which == "h" else t.s_blocks
-        x = np.asarray(blocks_to_irreps(jnp.asarray(blocks[sel], jnp.float64 if blocks.dtype == np.float64 else jnp.float32),
-                                        jnp.asarray(kind), layout), dtype=np.float64)
+        x = np.asarray(blocks_to_irreps(jnp.asarray(blocks[sel]), jnp.asarray(kind), layout), dtype=np.float64)
         np.add.at(sums, kind, x)
         np.add.at(sq, kind, x * x)
         np.add.at(counts, kind, 1.0)
