@@ -47,6 +47,9 @@ def main(argv=None) -> int:
     p.add_argument("--network-overlap", action="store_true", help="use the network's S even when exact S is possible")
     p.add_argument("--list-models", action="store_true", help="list the shipped models with their test errors")
     args = p.parse_args(argv)
+    from deeph_jax.runtime import enable_compilation_cache
+
+    enable_compilation_cache()
     if args.list_models:
         return list_models()
     if not args.checkpoint or not (args.structure or args.dataset):

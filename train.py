@@ -22,6 +22,9 @@ def main(argv=None) -> int:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--run-dir", help="run folder (default runs/<name>)")
     args = p.parse_args(argv)
+    from deeph_jax.runtime import enable_compilation_cache
+
+    enable_compilation_cache()
     from deeph_jax.train.config import load_config
     from deeph_jax.train.loop import train
 

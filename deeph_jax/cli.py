@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from deeph_jax.runtime import enable_compilation_cache
+
+    enable_compilation_cache()
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

@@ -1,8 +1,20 @@
 """Shared fixtures: the real DeepH example data in ../shared, skipped with a reason when absent."""
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# One XLA compilation cache for the whole session, shared with the subprocesses tests start:
+# the same model compiled twice (another test, a resumed run, a second device count) is loaded.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="deeph-jax-xla-"))
+
+
+def pytest_configure(config):
+    from deeph_jax.runtime import enable_compilation_cache
+
+    enable_compilation_cache()
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "deeph-dock"
@@ -64,11 +76,6 @@ def tiny_config(dataset, **train):
     return load_config(base=base)
 
 
-def jax_cache_env(tmp_path_factory_or_dir) -> dict:
-    """Environment for subprocesses sharing one persistent XLA compilation cache."""
-    import os
-
-    d = Path(tmp_path_factory_or_dir)
-    return {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(d / "jax-cache"),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-            "PYTHONUNBUFFERED": "1"}
+def subprocess_env() -> dict:
+    """Environment for test subprocesses: the session's compilation cache, unbuffered output."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}

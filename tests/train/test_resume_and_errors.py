@@ -12,7 +12,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import jax_cache_env, tiny_config
+from conftest import subprocess_env, tiny_config
 from deeph_jax.errors import DeephError
 from deeph_jax.train.config import load_config
 
@@ -37,7 +37,7 @@ def final_checkpoint(run_dir: Path) -> dict:
 
 @pytest.mark.slow
 def test_kill_and_resume_is_bitwise_identical(water_sto3g, tmp_path):
-    env = jax_cache_env(tmp_path)
+    env = subprocess_env()
     config = tiny_config(water_sto3g, steps=8, checkpoint_every=2)
     cfg = write_config(config, tmp_path / "c.yaml")
     train = [sys.executable, str(REPO / "train.py"), "--config", str(cfg)]
