@@ -2,14 +2,16 @@
 
     python bench/bench_model.py [--preset default|larger] [--repeat 5]
 
-Graphs: a C/H/O molecule (ethanol, 9 atoms, cutoff 5 A) and the MoTe2 cell (cutoff 7 A,
-periodic images) from ../shared/data/deeph-dock. Times exclude compilation (reported apart).
+Graphs: a training batch of 8 shipped PySCF water molecules (cutoff 6 A), a C/H/O molecule
+(ethanol, 9 atoms, cutoff 5 A) and the MoTe2 cell (cutoff 7 A, periodic images) from
+../shared/data/deeph-dock. Times exclude compilation (reported apart).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +24,9 @@ from deeph_jax.model import PRESETS, HamiltonianNet, count_parameters, model_ele
 from deeph_jax.model.testing import shared_dir
 
 DATA = shared_dir() / "data" / "deeph-dock"
+REPO = Path(__file__).resolve().parents[1]
 CASES = {
+    "H2O x 8 (a training batch)": (REPO / "datasets/water-pbe-def2svp/00000", 6.0),
     "C2H6O (ethanol)": (DATA / "analyze/dataset/inputs.clean/dft/25000", 5.0),
     "MoTe2": (DATA / "compute/eigen/eigen.clean/MoTe2", 7.0),
     "MoTe2 4x4x1 supercell": (DATA / "compute/eigen/eigen.clean/MoTe2", 7.0),
@@ -62,7 +66,8 @@ def main() -> None:
         if "supercell" in case:  # enough edges that the cost per edge is not per-call overhead
             structure = from_ase(structure.to_ase().repeat((4, 4, 1)))
         graph = build_graph(structure, cutoff)
-        batch = jax.tree_util.tree_map(jnp.asarray, batch_graphs([graph], model_elements(data.basis)))
+        copies = 8 if "x 8" in case else 1
+        batch = jax.tree_util.tree_map(jnp.asarray, batch_graphs([graph] * copies, model_elements(data.basis)))
         model = HamiltonianNet(config.replace(cutoff=cutoff + 1.0), data.basis)
         params = model.init(jax.random.PRNGKey(0), batch)
         print(summary(model.config, data.basis, params))
@@ -77,8 +82,8 @@ def main() -> None:
 
         c_f, t_f = timed(forward, params, batch, repeat=args.repeat)
         c_b, t_b = timed(train_like, params, batch, repeat=args.repeat)
-        E, Ep = graph.n_edges, batch.n_edges
-        print(f"{case}: {graph.n_nodes} atoms, {E} edges ({Ep} padded); forward {t_f * 1e3:.1f} ms "
+        E, Ep = graph.n_edges * copies, batch.n_edges
+        print(f"{case}: {graph.n_nodes * copies} atoms, {E} edges ({Ep} padded); forward {t_f * 1e3:.1f} ms "
               f"= {t_f / E * 1e6:.0f} us/edge ({t_f / Ep * 1e6:.0f} us/padded edge); forward+backward "
               f"{t_b * 1e3:.1f} ms/batch; first calls (compile) {c_f:.1f} s, {c_b:.1f} s")
 

@@ -111,8 +111,8 @@ def run_crystal(out: Path, stages: Stages) -> None:
     from deeph_jax.predict.run import block_mae, predict_to_folder
 
     model = REPO / "models" / "hbn-szv"
-    large = sorted(find_structure_dirs(REPO / "datasets" / "hbn-szv" / "test-4x4")) \
-        if (REPO / "datasets" / "hbn-szv" / "test-4x4").is_dir() else []
+    large = sorted(find_structure_dirs(REPO / "datasets" / "hbn-szv" / "large-4x4")) \
+        if (REPO / "datasets" / "hbn-szv" / "large-4x4").is_dir() else []
     if not (model / "model.yaml").is_file() or not large:
         stages.add("crystal", "skipped: shipped hBN model or larger DFT cell not available yet", 0.0)
         return

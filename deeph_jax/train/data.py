@@ -16,7 +16,17 @@ from typing import Sequence
 import numpy as np
 
 from deeph_jax.errors import DeephError
-from deeph_jax.graph import GraphBatch, GraphTargets, PairGraph, batch_graphs, build_graph, padded_edge_blocks, padded_sizes
+from deeph_jax.graph import (
+    DroppedBlocks,
+    GraphBatch,
+    GraphTargets,
+    PairGraph,
+    batch_graphs,
+    build_graph,
+    dropped_blocks,
+    padded_edge_blocks,
+    padded_sizes,
+)
 from deeph_jax.io import OrbitalBasis, find_structure_dirs, read_deeph_dir, read_info
 
 
@@ -27,6 +37,7 @@ class Sample:
     name: str
     graph: PairGraph
     targets: GraphTargets
+    dropped: DroppedBlocks | None = None  # stored blocks beyond the cutoff
 
 
 def list_structures(roots: str | Path | Sequence[str | Path], max_structures: int | None = None) -> list[Path]:
@@ -77,7 +88,20 @@ def load_sample(path: Path, basis: OrbitalBasis, cutoff: float, width: int) -> S
     graph = build_graph(data.structure, cutoff)
     h, present = padded_edge_blocks(graph, data.hamiltonian, basis, width)
     s, _ = padded_edge_blocks(graph, data.overlap, basis, width)
-    return Sample(str(path), graph, GraphTargets(h, s, present))
+    return Sample(str(path), graph, GraphTargets(h, s, present), dropped_blocks(graph, data.hamiltonian, data.overlap))
+
+
+def dropped_summary(samples, cutoff: float) -> str:
+    """One line on the stored blocks the cutoff leaves out of training."""
+    reports = [s.dropped for s in samples if s.dropped is not None]
+    count = sum(r.count for r in reports)
+    total = sum(r.n_blocks for r in reports)
+    if count == 0:
+        return f"cutoff {cutoff} A covers all {total} stored blocks of {len(reports)} structures"
+    max_h = max(r.max_abs_h_eV for r in reports)
+    max_s = max(r.max_abs_s for r in reports)
+    return (f"cutoff {cutoff} A leaves out {count} of {total} stored blocks in {len(reports)} structures "
+            f"(largest |H| {max_h:.3g} eV, |S| {max_s:.3g}): small entries can still move bands")
 
 
 class SampleCache:

@@ -208,6 +208,8 @@ class Trainer:
             else:
                 stats_samples = [self.train_cache[i] for i in range(min(len(self.train_cache), 200))]
                 params = normalized_params(state.params, stats_samples, self.layout, self.elements)
+                if self.is_main:
+                    print(D.dropped_summary(stats_samples, self.cutoff))
             state = TrainState(params, tx.init(params), jax.tree_util.tree_map(jax.numpy.array, params), state.step)
         ckpts = Checkpoints(self.run_dir, int(tc["keep_checkpoints"]))
         rows: list[dict] = []
