@@ -1,0 +1,186 @@
+"""What the ``bands``, ``dos`` and ``polarization`` commands do, as functions of a structure folder.
+
+Each loads the folder (``hamiltonian_pred.h5`` when present unless told otherwise), computes, writes
+its outputs beside the data (or where asked) and returns a dict of the numbers it printed.
+Energies in eV, lengths in Angstrom.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from deeph_jax.errors import DeephError
+from deeph_jax.io import HAMILTONIAN, HAMILTONIAN_PRED, read_deeph_dir
+from deeph_jax.physics import kpath as kp
+from deeph_jax.physics.bands import bands_at
+from deeph_jax.physics.fermi import band_gap, default_mesh, fermi_level, mesh_points, occupied_bands
+
+FILES = {"dft": HAMILTONIAN, "pred": HAMILTONIAN_PRED}
+DENSE_LIMIT = 6000  # basis functions above which the dense solver needs --nbands/--sigma instead
+
+
+def choose_hamiltonian(folder: Path, which: str | None) -> str:
+    """``pred`` when hamiltonian_pred.h5 exists, else ``dft``; the named file must exist."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DeephError("structure folder not found", folder)
+    if which is None:
+        which = "pred" if (folder / HAMILTONIAN_PRED).is_file() else "dft"
+    if not (folder / FILES[which]).is_file():
+        found = [n for n in FILES.values() if (folder / n).is_file()]
+        hint = f" (found {', '.join(found)})" if found else " (no hamiltonian.h5 or hamiltonian_pred.h5 here)"
+        raise DeephError(f"no {FILES[which]}{hint}", folder)
+    return which
+
+
+def load(folder, which: str | None):
+    which = choose_hamiltonian(folder, which)
+    return read_deeph_dir(folder, hamiltonian=FILES[which]), which
+
+
+def periodic_of(data) -> np.ndarray:
+    return kp.periodic_directions(np.concatenate([data.overlap.atom_pairs, data.hamiltonian.atom_pairs]))
+
+
+def fermi_of(data, e_path: np.ndarray | None, mesh=None, smearing: float = 0.1):
+    """(E_F, (VBM, CBM) or None) from the electron count on a uniform mesh, refined by the path's gap."""
+    if data.occupation is None:
+        ef = data.fermi_energy_eV
+        if ef is None:
+            raise DeephError("info.json has neither 'occupation' nor 'fermi_energy_eV': cannot place E_F", data.path)
+        return float(ef), None
+    mesh = mesh or default_mesh(data.structure.cell, periodic_of(data))
+    e_mesh = bands_at(data, mesh_points(mesh))
+    ef, gap = fermi_level(e_mesh, data.occupation, data.spinful, sigma=smearing)
+    if gap is not None and e_path is not None and e_path.shape[1] == e_mesh.shape[1]:
+        gap2 = band_gap(np.concatenate([e_mesh, e_path]), occupied_bands(data.occupation, data.spinful))
+        if gap2 is not None:
+            gap, ef = gap2, 0.5 * (gap2[0] + gap2[1])
+    return ef, gap
+
+
+def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, sigma=None, out=None,
+              smearing=0.1, plot=True) -> dict:
+    folder = Path(folder)
+    data, which = load(folder, hamiltonian)
+    if not data.structure.periodic:
+        raise DeephError("a molecule (every stored R is zero): bands need a crystal; try `deeph-jax polarization`", folder)
+    periodic = periodic_of(data)
+    if kpath == "auto":
+        segments = kp.auto_segments(data.structure, periodic, npoints)
+    else:
+        segments = kp.read_kpath(kpath)
+    path = kp.build_path(segments, data.structure.cell)
+    n = int(data.atom_offsets[-1]) * (2 if data.spinful else 1)
+    sparse = nbands is not None
+    if sparse and sigma is None:
+        sigma = data.fermi_energy_eV
+        if sigma is None:
+            raise DeephError("--nbands needs --sigma (eV): info.json has no fermi_energy_eV to default to", folder)
+    if not sparse and n > DENSE_LIMIT:
+        raise DeephError(f"{n} basis functions: too many for dense bands; ask for a few with --nbands N --sigma E", folder)
+    energies = bands_at(data, path.kpoints, nbands, sigma)
+    result = {"hamiltonian": which, "kpoints": path.kpoints, "distances": path.distances,
+              "tick_distances": path.tick_distances, "tick_labels": np.asarray(path.tick_labels),
+              "energies_eV": energies, "mode": "shift-invert" if sparse else "dense"}
+    if sparse:
+        ef = float(data.fermi_energy_eV if data.fermi_energy_eV is not None else sigma)
+        gap = None
+        result["sigma_eV"] = float(sigma)
+    else:
+        ef, gap = fermi_of(data, energies, smearing=smearing)
+    result["fermi_energy_eV"] = ef
+    curves = [(f"{which} ({FILES[which]})", energies, "r-" if which == "pred" else "k-")]
+    if which == "pred" and (folder / HAMILTONIAN).is_file():
+        dft = read_deeph_dir(folder, hamiltonian=HAMILTONIAN)
+        e_dft = bands_at(dft, path.kpoints, nbands, sigma)
+        ef_dft = ef if sparse else fermi_of(dft, e_dft, smearing=smearing)[0]
+        result.update(energies_dft_eV=e_dft, fermi_energy_dft_eV=ef_dft, max_abs_diff_eV=float(np.abs(energies - e_dft).max()))
+        curves = [("DFT", e_dft, "k-"), ("predicted", energies, "r--")]
+        ef = ef_dft
+    if gap is not None:
+        result["gap_eV"] = gap[1] - gap[0]
+    out = Path(out) if out else folder / "bands.npz"
+    save_result(out, result)
+    result["out"] = out
+    if plot:
+        from deeph_jax.physics.plots import plot_bands
+
+        result["png"] = out.with_suffix(".png")
+        plot_bands(result["png"], path, curves, ef, title=f"{folder.name}: E_F = {ef:.4f} eV")
+    return result
+
+
+def save_result(out: Path, result: dict) -> None:
+    """Write the arrays and scalars of ``result`` to ``.npz`` or ``.h5`` (by extension)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {k: np.asarray(v) for k, v in result.items() if not isinstance(v, Path)}
+    if out.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(out, "w") as f:
+            for k, v in arrays.items():
+                f.create_dataset(k, data=np.char.encode(v, "utf-8") if v.dtype.kind == "U" else v)
+    elif out.suffix == ".npz":
+        np.savez(out, **arrays)
+    else:
+        raise DeephError("output must end in .npz or .h5", out)
+
+
+def run_dos(folder, kmesh, hamiltonian=None, sigma=0.1, out=None, plot=True) -> dict:
+    from deeph_jax.physics.dos import energy_grid, gaussian_dos
+
+    folder = Path(folder)
+    data, which = load(folder, hamiltonian)
+    kmesh = tuple(int(x) for x in kmesh)
+    energies = bands_at(data, mesh_points(kmesh))
+    if data.occupation is not None:
+        ef, gap = fermi_level(energies, data.occupation, data.spinful, sigma=sigma)
+    else:
+        ef, gap = fermi_of(data, None)
+    grid = energy_grid(energies, sigma)
+    dos = gaussian_dos(energies, grid, sigma, data.spinful)
+    result = {"hamiltonian": which, "kmesh": np.asarray(kmesh), "energies_eV": grid, "dos_per_eV": dos,
+              "fermi_energy_eV": ef, "sigma_eV": sigma}
+    if gap is not None:
+        result["gap_eV"] = gap[1] - gap[0]
+    out = Path(out) if out else folder / "dos.npz"
+    save_result(out, result)
+    result["out"] = out
+    if plot:
+        from deeph_jax.physics.plots import plot_dos
+
+        result["png"] = out.with_suffix(".png")
+        plot_dos(result["png"], grid, dos, ef, title=f"{folder.name} ({which}), mesh {kmesh}, sigma {sigma} eV")
+    return result
+
+
+def run_polarization(folder, hamiltonian=None, basis=None, kmesh=None, valence=None) -> dict:
+    """Molecule: the dipole (e*Angstrom, Debye). Crystal: the Berry-phase polarization."""
+    from deeph_jax.physics.berry import (E_PER_A2_TO_C_PER_M2, berry_polarization, default_polarization_mesh,
+                                         valence_charges)
+
+    folder = Path(folder)
+    data, which = load(folder, hamiltonian)
+    if not data.structure.periodic:
+        from deeph_jax.physics.dipole import molecular_dipole
+
+        dipole, details = molecular_dipole(data, basis)
+        return {"kind": "molecule", "hamiltonian": which, "dipole_eA": dipole, **details}
+    periodic = periodic_of(data)
+    kmesh = tuple(kmesh) if kmesh else default_polarization_mesh(data.structure.cell, periodic)
+    z = valence_charges(data, valence)
+    pol = berry_polarization(data, z, kmesh)
+    cell = data.structure.cell
+    result = {"kind": "crystal", "hamiltonian": which, "polarization": pol, "valence": z, "periodic": periodic,
+              "P_C_per_m2": pol.cartesian * E_PER_A2_TO_C_PER_M2,
+              "quantum_C_per_m2": pol.quantum * E_PER_A2_TO_C_PER_M2}
+    if periodic.sum() == 2:  # a sheet: per area, C/m
+        i, j = np.nonzero(periodic)[0]
+        area = float(np.linalg.norm(np.cross(cell[i], cell[j])))
+        per_area = pol.volume / area  # Angstrom: P * Omega / A
+        result["P_C_per_m"] = result["P_C_per_m2"] * per_area * 1e-10
+        result["quantum_C_per_m"] = result["quantum_C_per_m2"] * per_area * 1e-10
+    return result
