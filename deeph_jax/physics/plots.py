@@ -47,8 +47,7 @@ def plot_bands(path: str | Path, kpath, curves: list[tuple[str, np.ndarray, str]
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_dos(path: str | Path, grid: np.ndarray, dos: np.ndarray, fermi_eV: float, title: str | None = None) -> None:
@@ -63,5 +62,13 @@ def plot_dos(path: str | Path, grid: np.ndarray, dos: np.ndarray, fermi_eV: floa
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    _save(fig, path)
+
+
+def _save(fig, path) -> None:
+    """Write the PNG atomically (temporary name, then rename) and free the figure."""
+    from deeph_jax.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=150)
+    _pyplot().close(fig)

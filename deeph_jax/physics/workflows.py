@@ -100,16 +100,22 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
         result.update(energies_dft_eV=e_dft, fermi_energy_dft_eV=ef_dft, max_abs_diff_eV=float(np.abs(energies - e_dft).max()))
         curves = [("DFT", e_dft, "k-"), ("predicted", energies, "r--")]
         ef = ef_dft
+    from deeph_jax.physics.plots import plot_bands
+
+    return finish(result, gap, Path(out) if out else folder / "bands.npz",
+                  (lambda png: plot_bands(png, path, curves, ef, title=f"{folder.name}: E_F = {ef:.4f} eV"))
+                  if plot else None)
+
+
+def finish(result: dict, gap, out: Path, plot) -> dict:
+    """Add the gap, write ``result`` to ``out`` and, when ``plot`` is given, the PNG beside it."""
     if gap is not None:
         result["gap_eV"] = gap[1] - gap[0]
-    out = Path(out) if out else folder / "bands.npz"
     save_result(out, result)
     result["out"] = out
-    if plot:
-        from deeph_jax.physics.plots import plot_bands
-
+    if plot is not None:
         result["png"] = out.with_suffix(".png")
-        plot_bands(result["png"], path, curves, ef, title=f"{folder.name}: E_F = {ef:.4f} eV")
+        plot(result["png"])
     return result
 
 
@@ -117,16 +123,20 @@ def save_result(out: Path, result: dict) -> None:
     """Write the arrays and scalars of ``result`` to ``.npz`` or ``.h5`` (by extension)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: np.asarray(v) for k, v in result.items() if not isinstance(v, Path)}
-    if out.suffix in (".h5", ".hdf5"):
-        import h5py
-
-        with h5py.File(out, "w") as f:
-            for k, v in arrays.items():
-                f.create_dataset(k, data=np.char.encode(v, "utf-8") if v.dtype.kind == "U" else v)
-    elif out.suffix == ".npz":
-        np.savez(out, **arrays)
-    else:
+    if out.suffix not in (".h5", ".hdf5", ".npz"):
         raise DeephError("output must end in .npz or .h5", out)
+    from deeph_jax.io.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        if out.suffix == ".npz":
+            with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+                np.savez(f, **arrays)
+        else:
+            import h5py
+
+            with h5py.File(tmp, "w") as f:
+                for k, v in arrays.items():
+                    f.create_dataset(k, data=np.char.encode(v, "utf-8") if v.dtype.kind == "U" else v)
 
 
 def run_dos(folder, kmesh, hamiltonian=None, sigma=0.1, out=None, plot=True) -> dict:
@@ -144,17 +154,11 @@ def run_dos(folder, kmesh, hamiltonian=None, sigma=0.1, out=None, plot=True) -> 
     dos = gaussian_dos(energies, grid, sigma, data.spinful)
     result = {"hamiltonian": which, "kmesh": np.asarray(kmesh), "energies_eV": grid, "dos_per_eV": dos,
               "fermi_energy_eV": ef, "sigma_eV": sigma}
-    if gap is not None:
-        result["gap_eV"] = gap[1] - gap[0]
-    out = Path(out) if out else folder / "dos.npz"
-    save_result(out, result)
-    result["out"] = out
-    if plot:
-        from deeph_jax.physics.plots import plot_dos
+    from deeph_jax.physics.plots import plot_dos
 
-        result["png"] = out.with_suffix(".png")
-        plot_dos(result["png"], grid, dos, ef, title=f"{folder.name} ({which}), mesh {kmesh}, sigma {sigma} eV")
-    return result
+    title = f"{folder.name} ({which}), mesh {kmesh}, sigma {sigma} eV"
+    return finish(result, gap, Path(out) if out else folder / "dos.npz",
+                  (lambda png: plot_dos(png, grid, dos, ef, title=title)) if plot else None)
 
 
 def run_polarization(folder, hamiltonian=None, basis=None, kmesh=None, valence=None) -> dict:
