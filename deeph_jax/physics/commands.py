@@ -21,7 +21,8 @@ def _bands(args) -> int:
     print(f"bands ({r['hamiltonian']}, {r['mode']}): {e.shape[0]} k-points x {e.shape[1]} bands, "
           f"E_F = {r['fermi_energy_eV']:.6f} eV" + (f", gap {r['gap_eV']:.4f} eV" if "gap_eV" in r else ""))
     if "max_abs_diff_eV" in r:
-        print(f"max |pred - DFT| along the path: {r['max_abs_diff_eV']:.6f} eV")
+        print(f"max |pred - DFT| along the path: {r['max_abs_diff_eV']:.6f} eV; within {r['fermi_window_eV']:g} eV "
+              f"of E_F: mean {1e3 * r['band_mae_near_fermi_eV']:.2f} meV, max {1e3 * r['band_max_near_fermi_eV']:.2f} meV")
     print(f"wrote {r['out']}" + (f" and {r['png']}" if "png" in r else ""))
     return 0
 

@@ -53,6 +53,25 @@ def band_gap(energies: np.ndarray, n_occ: int) -> tuple[float, float] | None:
     return (vbm, cbm) if cbm > vbm else None
 
 
+def band_error_near_fermi(energies: np.ndarray, reference: np.ndarray, fermi_energy: float,
+                          window: float = 3.0) -> tuple[float, float, int]:
+    """Mean and max |energies - reference| (eV) over the eigenvalues whose reference lies within
+    ``fermi_energy +- window`` eV, and how many there were.
+
+    Eigenvalues are compared index by index at each k (both sorted, the same count): a measure of
+    the bands that decide transport and optics, where the deep bands would dilute a full mean.
+    The 3 eV default reaches both band edges of a wide-gap insulator such as hBN (gap ~4.6 eV).
+
+    Args:
+        energies, reference: (n_k, n_bands), eV.
+    """
+    mask = np.abs(reference - fermi_energy) <= window
+    if not mask.any():
+        raise ValueError(f"no reference eigenvalue within {window} eV of E_F = {fermi_energy:.4f} eV")
+    diff = np.abs(energies - reference)[mask]
+    return float(diff.mean()), float(diff.max()), int(mask.sum())
+
+
 def fermi_level(
     energies: np.ndarray,
     n_electrons: float,

@@ -15,10 +15,11 @@ from deeph_jax.errors import DeephError
 from deeph_jax.io import HAMILTONIAN, HAMILTONIAN_PRED, read_deeph_dir
 from deeph_jax.physics import kpath as kp
 from deeph_jax.physics.bands import bands_at
-from deeph_jax.physics.fermi import band_gap, default_mesh, fermi_level, mesh_points, occupied_bands
+from deeph_jax.physics.fermi import band_error_near_fermi, band_gap, default_mesh, fermi_level, mesh_points, occupied_bands
 
 FILES = {"dft": HAMILTONIAN, "pred": HAMILTONIAN_PRED}
 DENSE_LIMIT = 6000  # basis functions above which the dense solver needs --nbands/--sigma instead
+FERMI_WINDOW_EV = 3.0  # 'near E_F' for band errors: reaches both band edges of hBN
 
 
 def choose_hamiltonian(folder: Path, which: str | None) -> str:
@@ -98,6 +99,8 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
         e_dft = bands_at(dft, path.kpoints, nbands, sigma)
         ef_dft = ef if sparse else fermi_of(dft, e_dft, smearing=smearing)[0]
         result.update(energies_dft_eV=e_dft, fermi_energy_dft_eV=ef_dft, max_abs_diff_eV=float(np.abs(energies - e_dft).max()))
+        near = band_error_near_fermi(energies, e_dft, ef_dft, FERMI_WINDOW_EV)
+        result.update(band_mae_near_fermi_eV=near[0], band_max_near_fermi_eV=near[1], fermi_window_eV=FERMI_WINDOW_EV)
         curves = [("DFT", e_dft, "k-"), ("predicted", energies, "r--")]
         ef = ef_dft
     from deeph_jax.physics.plots import plot_bands

@@ -56,6 +56,7 @@ def test_cli_bands_with_prediction_overlay(mote2_copy, capsys):
     assert str(out["hamiltonian"]) == "pred"
     assert out["energies_eV"].shape == (10, 57) and out["energies_dft_eV"].shape == (10, 57)
     assert abs(float(out["max_abs_diff_eV"]) - 0.01) < 1e-9  # every band moves by exactly 0.01 eV
+    assert abs(float(out["band_mae_near_fermi_eV"]) - 0.01) < 1e-9
     assert (mote2_copy / "bands.png").stat().st_size > 1000
     assert "max |pred - DFT|" in capsys.readouterr().out
 
