@@ -27,10 +27,11 @@ def list_models() -> int:
     for path in found:
         meta = json.loads((path / "metadata.json").read_text())
         print(f"{path.name}")
-        for key in ("description", "training_data", "n_train", "basis", "xc", "test_mae_meV", "test_mae_uHa",
-                    "val_mae_meV", "trained"):
+        for key in ("description", "training_data", "n_train", "basis", "xc", "test_data", "n_test", "test_mae_meV",
+                    "test_mae_uHa", "val_mae_meV", "trained"):
             if key in meta:
-                print(f"  {key:<14} {meta[key]}")
+                value = meta[key]
+                print(f"  {key:<14} {f'{value:.4g}' if isinstance(value, float) else value}")
     return 0
 
 

@@ -72,8 +72,10 @@ def main():
     if args.one:
         print(json.dumps(one(args.one, args.model, args.chunk_atoms)))
         return
+    print(f"model {args.model or 'configs/hbn.yaml (random parameters)'}, basis gth-szv (B, N: 1s1p = 4 orbitals), "
+          f"chunks of {args.chunk_atoms} centre atoms")
     print(f"{'atoms':>7} {'edges':>9} {'chunks':>6} {'graph s':>8} {'compile s':>9} {'run s':>8} "
-          f"{'us/edge':>8} {'RSS GiB':>8} {'out MiB':>8}")
+          f"{'us/edge':>8} {'ms/atom':>8} {'RSS GiB':>8} {'out MiB':>8}")
     for n in args.sizes:
         cmd = [sys.executable, __file__, "--one", str(n), "--chunk-atoms", str(args.chunk_atoms)]
         if args.model:
@@ -84,7 +86,8 @@ def main():
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{r['atoms']:>7} {r['edges']:>9} {r['chunks']:>6} {r['graph_s']:>8.2f} {r['compile_s']:>9.2f} "
-              f"{r['run_s']:>8.1f} {1e6 * r['run_s'] / r['edges']:>8.1f} {r['rss_GiB']:>8.2f} {r['output_MiB']:>8.1f}",
+              f"{r['run_s']:>8.1f} {1e6 * r['run_s'] / r['edges']:>8.1f} {1e3 * r['run_s'] / r['atoms']:>8.2f} "
+              f"{r['rss_GiB']:>8.2f} {r['output_MiB']:>8.1f}",
               flush=True)
     print(f"S: {r['overlap']}")
 

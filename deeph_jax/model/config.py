@@ -23,6 +23,11 @@ class ModelConfig:
 
     Attributes:
         cutoff: Angstrom; radial envelope reaches zero here. Use >= the graph's cutoff.
+        message_cutoff: Angstrom, or None for ``cutoff``: only edges shorter than this send
+            messages to nodes (with a smooth envelope); longer edges still get their block from
+            both endpoints. A short one keeps node features local: trained on small periodic
+            cells, they cannot learn the cells' own images, and the receptive field (what a
+            prediction chunk's halo must hold) is cutoff + num_layers * message_cutoff.
         num_radial: Bessel basis size.
         lmax: spherical harmonics degree of the edge direction (4 for s, p, d; 6 with f).
         node_channels: copies of each l in node features, index l (both parities for l >= 1).
@@ -35,6 +40,7 @@ class ModelConfig:
     """
 
     cutoff: float = 8.0
+    message_cutoff: float | None = None
     num_radial: int = 8
     lmax: int = 4
     node_channels: tuple[int, ...] = (48, 16, 8, 4, 4)
@@ -50,6 +56,13 @@ class ModelConfig:
             object.__setattr__(self, name, tuple(int(c) for c in getattr(self, name)))
             if len(getattr(self, name)) != self.lmax + 1:
                 raise ValueError(f"{name} needs lmax + 1 = {self.lmax + 1} entries, got {getattr(self, name)}")
+        if self.message_cutoff is not None and not 0 < self.message_cutoff <= self.cutoff:
+            raise ValueError(f"message_cutoff must lie in (0, cutoff = {self.cutoff}], got {self.message_cutoff}")
+
+    @property
+    def receptive_field(self) -> float:
+        """Angstrom from an edge's sender within which atoms can change its block."""
+        return self.cutoff + self.num_layers * (self.message_cutoff or self.cutoff)
 
     @property
     def node_irreps(self) -> e3nn.Irreps:

@@ -48,7 +48,7 @@ class Interaction(nn.Module):
     nodes (N, node_irreps_out.dim), edges (E, edge_irreps_out.dim).
 
     Node i sums messages from its edges (i, j, R): TP(h_j, Y(r_ij)) and the edge's own
-    features, both weighted by an MLP of the edge scalars. Edge (i, j, R) then takes
+    features, both weighted by an MLP of the edge scalars (and by ``geo.message_weight``). Edge (i, j, R) then takes
     TP([h_i, h_j, e_ij], Y(r_ij)). Both updates are gated and added to a residual (identity
     when the irreps do not change, a Linear otherwise; species-indexed for nodes).
     """
@@ -79,7 +79,7 @@ class Interaction(nn.Module):
         hj = e3nn.flax.Linear(self.tp_irreps, name="node_to_msg")(nodes)[receivers]
         msg = weighted_tp(hj, geo.sh, scalars, self.node_irreps_out, self.radial_hidden, "msg_filter")
         own = e3nn.flax.Linear(self.tp_irreps, name="edge_to_msg")(edges)
-        msg = e3nn.concatenate([msg, own]) * mask
+        msg = e3nn.concatenate([msg, own]) * (mask * geo.message_weight[:, None])
         agg = e3nn.scatter_sum(msg, dst=senders, output_size=n_nodes) / self.avg_num_neighbors
         upd = gated(self.node_irreps_out, e3nn.concatenate([nodes, agg]), "node_update")
         if self.node_irreps_in == self.node_irreps_out:

@@ -157,7 +157,7 @@ class HamiltonianNet(nn.Module):
         species, senders, receivers = batch.species, batch.senders, batch.receivers
         vectors = jnp.asarray(batch.vectors)
         dtype = vectors.dtype
-        geo = edge_geometry(vectors, cfg.lmax, cfg.num_radial, cfg.cutoff)
+        geo = edge_geometry(vectors, cfg.lmax, cfg.num_radial, cfg.cutoff, cfg.message_cutoff)
         onehot = jax.nn.one_hot(species, S, dtype=dtype)  # (N, S)
 
         nodes = e3nn.flax.Linear(f"{cfg.node_channels[0]}x0e", name="embed_species")(
@@ -189,7 +189,8 @@ def summary(config: ModelConfig, basis: OrbitalBasis, params=None) -> str:
     """One line: layers, irreps, head and parameter count (printed at the start of training)."""
     layout = build_layout(basis)
     n = f", {count_parameters(params):,} params" if params is not None else ""
-    return (f"HamiltonianNet: {config.num_layers} layers, lmax {config.lmax}, cutoff {config.cutoff} A, "
+    msg = f" (messages {config.message_cutoff} A)" if config.message_cutoff else ""
+    return (f"HamiltonianNet: {config.num_layers} layers, lmax {config.lmax}, cutoff {config.cutoff} A{msg}, "
             f"{config.num_radial} radial; nodes {config.node_irreps}; edges {config.edge_irreps}; "
             f"tp {config.tp_irreps}; head {layout.irreps.num_irreps} irreps over {len(layout.types)} "
             f"shell-pair types, W={layout.width}, elements {'/'.join(layout.elements)}{n}")

@@ -20,15 +20,20 @@ class EdgeGeometry(NamedTuple):
             component-normalized; l > 0 parts are zero on self edges (no direction).
         radial: (E, num_radial) Bessel basis times a smooth envelope; zero on self edges
             and beyond the cutoff.
+        message_weight: (E,) weight of the edge's message to its sender: 1 without a message
+            cutoff, else a smooth envelope of length / message_cutoff, exactly 0 beyond it
+            (1 on self edges, which carry the on-site edge's own features).
     """
 
     is_self: jnp.ndarray
     lengths: jnp.ndarray
     sh: e3nn.IrrepsArray
     radial: jnp.ndarray
+    message_weight: jnp.ndarray
 
 
-def edge_geometry(vectors, lmax: int, num_radial: int, cutoff: float) -> EdgeGeometry:
+def edge_geometry(vectors, lmax: int, num_radial: int, cutoff: float,
+                  message_cutoff: float | None = None) -> EdgeGeometry:
     """Geometry of edges from (E, 3) Cartesian vectors pos_j + R @ cell - pos_i.
 
     The vectors are permuted to (y, z, x) here, once, so e3nn-jax's harmonics are the
@@ -48,4 +53,9 @@ def edge_geometry(vectors, lmax: int, num_radial: int, cutoff: float) -> EdgeGeo
     r_safe = jnp.where(is_self, 0.5 * cutoff, lengths)
     basis = e3nn.bessel(r_safe, num_radial, cutoff) * e3nn.poly_envelope(5, 2, cutoff)(r_safe)[:, None]
     radial = jnp.where((is_self | (lengths >= cutoff))[:, None], 0.0, basis)
-    return EdgeGeometry(is_self, lengths, sh, radial)
+    if message_cutoff is None:
+        weight = jnp.ones_like(lengths)
+    else:
+        r_msg = jnp.minimum(lengths, message_cutoff)
+        weight = jnp.where(lengths < message_cutoff, e3nn.poly_envelope(5, 2, message_cutoff)(r_msg), 0.0)
+    return EdgeGeometry(is_self, lengths, sh, radial, weight)

@@ -1,12 +1,14 @@
 """Split a pair graph into chunks of centre atoms with halos: exact, memory-bounded inference.
 
-After L message-passing layers an edge's output depends only on atoms within L hops of its
-sender. A chunk is a spatially compact set C of centre atoms; its halo is every atom image
-reached from C in L hops over the graph. The chunk's subgraph is the cluster of those images,
+An edge's output depends only on atoms a few hops from its sender: one hop to its receiver,
+then one hop per message-passing layer, over message edges only (those shorter than the
+model's message cutoff; all edges without one). ``hop_cutoffs`` lists the edge-length limit
+of each hop. A chunk is a spatially compact set C of centre atoms; its halo is every atom
+image reached from C by those hops over the graph. The chunk's subgraph is the cluster of those images,
 unwrapped out of the periodic cell (each image carries its own position, so a cell smaller
 than the halo simply appears several times), with every graph edge between two of its images.
 Edges leaving C's atoms at image 0 are the chunk's targets; their outputs equal those of the
-whole-structure graph, because every image within L - 1 hops of C has its full neighbourhood.
+whole-structure graph, because every image short of the last hop has its full neighbourhood.
 """
 
 from __future__ import annotations
@@ -70,15 +72,22 @@ def _out_edges(atoms: np.ndarray, order: np.ndarray, starts: np.ndarray):
     return owner, order[np.repeat(starts[atoms], counts) + offsets]
 
 
-def build_chunk(graph: PairGraph, centres: np.ndarray, hops: int, csr=None) -> Chunk:
-    """The subgraph of ``centres`` with a halo of ``hops`` graph hops (see module docstring)."""
+def build_chunk(graph: PairGraph, centres: np.ndarray, hop_cutoffs, csr=None) -> Chunk:
+    """The subgraph of ``centres`` with a halo reached by one hop per entry of ``hop_cutoffs``
+    (Angstrom; a hop follows edges shorter than its entry, ``np.inf`` for all; see module docstring)."""
     order, starts = csr if csr is not None else _csr(graph)
+    lengths = np.linalg.norm(graph.vectors, axis=1)
     atoms = np.asarray(centres, np.int64)
     shifts = np.zeros((len(atoms), 3), np.int64)
     keys = _pack_instances(atoms, shifts)
     frontier = np.arange(len(atoms))
-    for _ in range(hops):
+    # Expanding only the newest instances is exact because no hop is longer than the one before.
+    if np.any(np.diff(hop_cutoffs) > 0):
+        raise ValueError(f"hop cutoffs must not increase, got {list(hop_cutoffs)}")
+    for limit in hop_cutoffs:
         owner, edges = _out_edges(atoms[frontier], order, starts)
+        short = lengths[edges] < limit
+        owner, edges = owner[short], edges[short]
         new_atoms = graph.receivers[edges]
         new_shifts = shifts[frontier][owner] + graph.shifts[edges]
         new_keys = _pack_instances(new_atoms, new_shifts)
@@ -103,7 +112,13 @@ def build_chunk(graph: PairGraph, centres: np.ndarray, hops: int, csr=None) -> C
     return Chunk(sub, np.nonzero(is_target)[0], edges[is_target])
 
 
-def make_chunks(graph: PairGraph, hops: int, chunk_atoms: int) -> list[Chunk]:
+def make_chunks(graph: PairGraph, hop_cutoffs, chunk_atoms: int) -> list[Chunk]:
     """Chunks covering every edge of ``graph`` exactly once (as targets)."""
     csr = _csr(graph)
-    return [build_chunk(graph, centres, hops, csr) for centres in spatial_order(graph, chunk_atoms)]
+    return [build_chunk(graph, centres, hop_cutoffs, csr) for centres in spatial_order(graph, chunk_atoms)]
+
+
+def model_hops(num_layers: int, message_cutoff: float | None) -> list[float]:
+    """``hop_cutoffs`` of a network: the edge itself, then one message hop per layer (each layer
+    updates nodes, then edges from the *updated* endpoint nodes: model/layers.py)."""
+    return [np.inf] + [message_cutoff or np.inf] * num_layers

@@ -21,7 +21,7 @@ from deeph_jax.errors import DeephError
 from deeph_jax.graph import PairGraph, batch_graphs, build_graph
 from deeph_jax.io import BlockSparse, OrbitalBasis, Structure
 from deeph_jax.predict.bundle import load_bundle
-from deeph_jax.predict.chunks import make_chunks
+from deeph_jax.predict.chunks import make_chunks, model_hops
 
 
 @dataclass(eq=False)
@@ -98,9 +98,7 @@ def predict_blocks(graph: PairGraph, predictor: Predictor, chunk_atoms: int | No
 
     stats = stats or PredictStats()
     dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
-    # Each layer updates nodes, then edges from the *updated* endpoint nodes (model/layers.py):
-    # an edge's output after L layers depends on atoms up to L + 1 hops from its sender.
-    hops = int(predictor.config.num_layers) + 1
+    hops = model_hops(int(predictor.config.num_layers), predictor.config.message_cutoff)
     chunks = make_chunks(graph, hops, chunk_atoms or graph.n_nodes)
     sizes = chunk_sizes(chunks)
     devices = jax.local_devices()

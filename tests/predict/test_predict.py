@@ -33,20 +33,27 @@ def hbn_sheet(reps: int, seed: int = 0) -> Structure:
     return Structure(("B", "N") * reps * reps, pos, cell * [reps, reps, 1], True)
 
 
-def random_predictor(basis=HBN, dtype=np.float32, **metadata) -> Predictor:
-    config = ModelConfig.from_dict(TINY_MODEL)
+def random_predictor(basis=HBN, dtype=np.float32, message_cutoff=None, **metadata) -> Predictor:
+    config = ModelConfig.from_dict({**TINY_MODEL, "message_cutoff": message_cutoff})
     g = build_graph(hbn_sheet(2), config.cutoff)
     params = HamiltonianNet(config, basis).init(jax.random.PRNGKey(1), batch_graphs([g], ["B", "N"], dtype=dtype))
     return Predictor(config, basis, params, metadata)
 
 
-def test_chunked_equals_whole_structure():
-    predictor = random_predictor()
+@pytest.mark.parametrize("message_cutoff", [None, 2.0])
+def test_chunked_equals_whole_structure(message_cutoff):
+    from deeph_jax.predict.chunks import make_chunks, model_hops
+    from deeph_jax.predict.infer import PredictStats
+
+    predictor = random_predictor(message_cutoff=message_cutoff)
     g = build_graph(hbn_sheet(12), predictor.config.cutoff)  # 288 atoms
     h_whole, s_whole = predict_blocks(g, predictor, chunk_atoms=None)
-    stats = __import__("deeph_jax.predict.infer", fromlist=["PredictStats"]).PredictStats()
+    stats = PredictStats()
     h_chunk, s_chunk = predict_blocks(g, predictor, chunk_atoms=40, stats=stats)
     assert stats.n_chunks >= 6
+    if message_cutoff:  # a short message cutoff shrinks the halo, so chunks are cheaper
+        short, full = (max(c.graph.n_edges for c in make_chunks(g, model_hops(2, m), 40)) for m in (message_cutoff, None))
+        assert short < 0.8 * full
     scale = np.abs(h_whole).max()
     assert scale > 0
     np.testing.assert_allclose(h_chunk, h_whole, atol=2e-6 * scale)
@@ -123,3 +130,21 @@ def test_interrupted_write_leaves_no_file(tmp_path):
             w.append(np.zeros((1, 5), np.int64), np.array([[1, 1]]), np.zeros(1))
             raise RuntimeError("killed")
     assert not target.exists() and not list(tmp_path.iterdir())
+
+
+def test_shipped_models_listed_with_their_test_error():
+    out = subprocess.run([sys.executable, str(REPO / "predict.py"), "--list-models"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    listed = {}
+    for line in out.stdout.splitlines():
+        if not line.startswith(" "):
+            name = line.strip()
+            listed[name] = {}
+        else:
+            key, value = line.split(maxsplit=1)
+            listed[name][key] = value
+    assert {"water-pbe-def2svp", "hbn-szv"} <= set(listed)
+    for name, meta in listed.items():
+        assert float(meta["test_mae_meV"]) > 0 and meta["training_data"].startswith("datasets/"), name
+        load_predictor(REPO / "models" / name)  # each bundle loads
