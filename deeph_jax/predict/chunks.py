@@ -44,12 +44,12 @@ def spatial_order(graph: PairGraph, chunk_atoms: int) -> list[np.ndarray]:
         return [np.arange(n)]
     frac = np.linalg.solve(graph.cell.T, graph.positions.T).T
     frac = frac - np.floor(frac.min(0))
-    lengths = np.linalg.norm(graph.cell, axis=1) * np.maximum(np.ptp(frac, axis=0), 1e-9)
-    # Grid counts proportional to the extent along each axis, product ~ n_chunks.
-    active = lengths > 1e-6
+    lengths = np.linalg.norm(graph.cell, axis=1) * np.ptp(frac, axis=0)
+    # Split the longest side of the grid cells until there are enough: compact chunks, and a
+    # thin direction (a sheet's rattle across the vacuum) is never cut.
     dims = np.ones(3, int)
-    share = lengths[active] / np.prod(lengths[active]) ** (1.0 / active.sum())
-    dims[active] = np.maximum(1, np.round(share * n_chunks ** (1.0 / active.sum()))).astype(int)
+    while dims.prod() < n_chunks:
+        dims[np.argmax(lengths / dims)] += 1
     lo, span = frac.min(0), np.maximum(np.ptp(frac, axis=0), 1e-12)
     cell_idx = np.minimum((dims * (frac - lo) / span).astype(int), dims - 1)
     flat = (cell_idx[:, 0] * dims[1] + cell_idx[:, 1]) * dims[2] + cell_idx[:, 2]

@@ -148,3 +148,12 @@ def test_shipped_models_listed_with_their_test_error():
     for name, meta in listed.items():
         assert float(meta["test_mae_meV"]) > 0 and meta["training_data"].startswith("datasets/"), name
         load_predictor(REPO / "models" / name)  # each bundle loads
+
+
+def test_chunks_of_a_rattled_sheet_follow_the_requested_size():
+    from deeph_jax.predict.chunks import spatial_order
+
+    g = build_graph(hbn_sheet(40), 3.0)  # 3200 atoms, rattled across the vacuum too
+    groups = spatial_order(g, 800)
+    # The sheet's thin extent along z is never cut: 4 chunks (2 x 2), not hundreds of slivers.
+    assert len(groups) == 4 and sorted(np.concatenate(groups).tolist()) == list(range(g.n_nodes))
