@@ -82,7 +82,7 @@ def build_chunk(graph: PairGraph, centres: np.ndarray, hop_cutoffs, csr=None) ->
     keys = _pack_instances(atoms, shifts)
     frontier = np.arange(len(atoms))
     # Expanding only the newest instances is exact because no hop is longer than the one before.
-    if np.any(np.diff(hop_cutoffs) > 0):
+    if any(b > a for a, b in zip(hop_cutoffs, hop_cutoffs[1:])):
         raise ValueError(f"hop cutoffs must not increase, got {list(hop_cutoffs)}")
     for limit in hop_cutoffs:
         owner, edges = _out_edges(atoms[frontier], order, starts)
