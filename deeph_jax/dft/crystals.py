@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from deeph_jax.dft.molecules import rng_for
-from deeph_jax.dft.pyscf_common import ao_permutation, check_basis_elements, orbital_basis, structure_id, version_info
+from deeph_jax.dft.pyscf_common import ao_permutation, check_basis_elements, orbital_basis, structure_id
 from deeph_jax.dft.realspace import mesh_fractions, shortest_bvk_length, wigner_seitz_blocks
-from deeph_jax.dft.runner import SCFNotConverged, run_jobs, write_metadata
+from deeph_jax.dft.runner import SCFNotConverged, run_dataset
 from deeph_jax.errors import DeephError
 from deeph_jax.io import BlockSparse, DeephStructure, Structure, validate_structure, write_deeph_dir
 from deeph_jax.io.atomic import atomic_directory
@@ -377,9 +377,6 @@ def generate_crystals(
         raise DeephError(f"block cutoff {settings.cutoff} A needs a Born-von Karman supercell >= {2 * settings.cutoff} A "
                          f"but the dense mesh {dense_mesh} gives {bvk:.2f} A (raise --bvk-min)", source.path)
     meta = {
-        **version_info(),
-        "kind": "crystal",
-        "units": {"energy": "eV", "length": "Angstrom", "constants": "CODATA 2018"},
         "functional": settings.xc,
         "basis": settings.basis,
         "pseudopotential": settings.pseudo,
@@ -403,8 +400,6 @@ def generate_crystals(
         "overlap": "cell.pbc_intor('int1e_ovlp') on the dense mesh, same transform",
         "pairs": "every (i, j, R) with |pos_j + R.cell - pos_i| <= cutoff_A, (i, i, 0) included, both mirrors",
         "fermi_energy": "SCF chemical potential (smearing) or mid-gap of the SCF-mesh eigenvalues",
-        "orbital_order": "real spherical m=-l..l (p as y,z,x)",
-        "seed": seed,
         "sampling": {
             "crystal": source.name if source.path is None else str(source.path),
             "primitive_cell_A": base.cell.tolist(),
@@ -414,14 +409,9 @@ def generate_crystals(
             "rattle": "isotropic Gaussian per Cartesian coordinate, cell fixed",
             "rng": "numpy default_rng([seed, index]) per structure",
         },
-        "n": n,
-        "workers": workers,
-        "command": command,
     }
-    write_metadata(out, meta)
     job = functools.partial(_crystal_job, out=str(out), seed=seed, source=source, settings=settings)
-    return run_jobs(out, list(range(n)), job, workers=workers, threads_per_worker=threads_per_worker,
-                    desc=out.name, progress=progress)
+    return run_dataset(out, "crystal", meta, job, n, seed, workers, threads_per_worker, progress, command)
 
 
 __all__ = ["CrystalSettings", "CrystalSource", "compute_crystal", "generate_crystals", "named_cell", "supercell",

@@ -28,9 +28,8 @@ from deeph_jax.dft.pyscf_common import (
     check_basis_elements,
     orbital_basis,
     structure_id,
-    version_info,
 )
-from deeph_jax.dft.runner import SCFNotConverged, run_jobs, write_metadata
+from deeph_jax.dft.runner import SCFNotConverged, run_dataset
 from deeph_jax.errors import DeephError
 from deeph_jax.io import BlockSparse, DeephStructure, Structure, validate_structure, write_deeph_dir
 from deeph_jax.io.atomic import atomic_directory
@@ -273,9 +272,6 @@ def generate_molecules(
         }
     sampling["rng"] = "numpy default_rng([seed, index]) per structure"
     meta = {
-        **version_info(),
-        "kind": "molecules",
-        "units": {"energy": "eV", "length": "Angstrom", "constants": "CODATA 2018"},
         "functional": settings.xc,
         "basis": settings.basis,
         "pseudopotential": None,
@@ -288,19 +284,12 @@ def generate_molecules(
         "retry": f"once, from scratch, with damping {settings.damping_retry}",
         "charge": settings.charge,
         "hamiltonian": "converged Kohn-Sham Fock matrix h_core + V_eff[D], eV; S: AO overlap",
-        "orbital_order": "real spherical m=-l..l (p as y,z,x)",
         "pairs": "all atom pairs (i, j), R = 0, self blocks included",
         "fermi_energy": "HOMO-LUMO midpoint",
-        "seed": seed,
         "sampling": sampling,
-        "n": n,
-        "workers": workers,
-        "command": command,
     }
-    write_metadata(out, meta)
     job = functools.partial(_molecule_job, out=str(out), seed=seed, source=source, settings=settings)
-    return run_jobs(out, list(range(n)), job, workers=workers, threads_per_worker=threads_per_worker,
-                    desc=f"{out.name}", progress=progress)
+    return run_dataset(out, "molecules", meta, job, n, seed, workers, threads_per_worker, progress, command)
 
 
 def settings_dict(settings: MoleculeSettings) -> dict:

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable
 
-from deeph_jax.dft.pyscf_common import done_ids, limit_threads, structure_id
+from deeph_jax.dft.pyscf_common import done_ids, limit_threads, structure_id, version_info
 from deeph_jax.errors import DeephError
 from deeph_jax.io.atomic import write_text_atomic
 
@@ -131,3 +131,24 @@ def run_jobs(
         bar.close()
     summary["wall_seconds"] = time.time() - t0
     return summary
+
+
+def run_dataset(out: Path, kind: str, settings_meta: dict, job: Callable[[int], float], n: int, seed: int,
+                workers: int = 1, threads_per_worker: int | None = None, progress: bool = True,
+                command: str | None = None) -> dict:
+    """Write ``metadata.json`` (the header every dataset shares plus the generator's own
+    ``settings_meta``) and run ``job`` for structures 0..n-1; see :func:`run_jobs`."""
+    meta = {
+        **version_info(),
+        "kind": kind,
+        "units": {"energy": "eV", "length": "Angstrom", "constants": "CODATA 2018"},
+        **settings_meta,
+        "orbital_order": "real spherical m=-l..l (p as y,z,x)",
+        "seed": seed,
+        "n": n,
+        "workers": workers,
+        "command": command,
+    }
+    write_metadata(out, meta)
+    return run_jobs(out, list(range(n)), job, workers=workers, threads_per_worker=threads_per_worker,
+                    desc=out.name, progress=progress)
