@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from deeph_jax.errors import DeephError
+from deeph_jax.errors import report_user_errors
 
 MODELS = Path(__file__).resolve().parent / "models"
 
@@ -32,6 +32,30 @@ def list_models() -> int:
             if key in meta:
                 value = meta[key]
                 print(f"  {key:<14} {f'{value:.4g}' if isinstance(value, float) else value}")
+    return 0
+
+
+def _predict(args) -> int:
+    from deeph_jax.io import load_structure
+    from deeph_jax.predict.infer import load_predictor
+    from deeph_jax.predict.run import predict_dataset, predict_to_folder
+
+    predictor = load_predictor(args.checkpoint)
+    out = Path(args.out)
+    if args.structure:
+        structure = load_structure(args.structure, molecule=args.molecule or None)
+        predictor.check_elements(structure, args.structure)
+        stats = predict_to_folder(structure, predictor, out, args.chunk_atoms, not args.network_overlap)
+        print(f"{stats.n_atoms} atoms, {stats.n_edges} blocks in {stats.n_chunks} chunk(s): graph "
+              f"{stats.graph_s:.2f} s, compile {stats.compile_s:.2f} s, run {stats.run_s:.2f} s; S {stats.overlap}")
+        print(f"wrote {out}/ (POSCAR, info.json, hamiltonian_pred.h5, overlap.h5)")
+    else:
+        results = predict_dataset(Path(args.dataset), predictor, out, args.chunk_atoms, not args.network_overlap)
+        maes = [m for _, m in results if m is not None]
+        for sid, mae in results:
+            print(f"{sid:<30} " + (f"MAE {1e3 * mae:.3f} meV" if mae is not None else "(no DFT hamiltonian.h5)"))
+        if maes:
+            print(f"overall MAE over {len(maes)} structures: {1e3 * sum(maes) / len(maes):.3f} meV")
     return 0
 
 
@@ -55,31 +79,7 @@ def main(argv=None) -> int:
         return list_models()
     if not args.checkpoint or not (args.structure or args.dataset):
         p.error("--checkpoint and one of --structure / --dataset are required")
-    from deeph_jax.io import load_structure
-    from deeph_jax.predict.infer import load_predictor
-    from deeph_jax.predict.run import predict_dataset, predict_to_folder
-
-    try:
-        predictor = load_predictor(args.checkpoint)
-        out = Path(args.out)
-        if args.structure:
-            structure = load_structure(args.structure, molecule=args.molecule or None)
-            predictor.check_elements(structure, args.structure)
-            stats = predict_to_folder(structure, predictor, out, args.chunk_atoms, not args.network_overlap)
-            print(f"{stats.n_atoms} atoms, {stats.n_edges} blocks in {stats.n_chunks} chunk(s): graph "
-                  f"{stats.graph_s:.2f} s, compile {stats.compile_s:.2f} s, run {stats.run_s:.2f} s; S {stats.overlap}")
-            print(f"wrote {out}/ (POSCAR, info.json, hamiltonian_pred.h5, overlap.h5)")
-        else:
-            results = predict_dataset(Path(args.dataset), predictor, out, args.chunk_atoms, not args.network_overlap)
-            maes = [m for _, m in results if m is not None]
-            for sid, mae in results:
-                print(f"{sid:<30} " + (f"MAE {1e3 * mae:.3f} meV" if mae is not None else "(no DFT hamiltonian.h5)"))
-            if maes:
-                print(f"overall MAE over {len(maes)} structures: {1e3 * sum(maes) / len(maes):.3f} meV")
-    except DeephError as exc:
-        print(f"predict.py: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return report_user_errors("predict.py", lambda: _predict(args))
 
 
 if __name__ == "__main__":

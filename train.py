@@ -11,7 +11,25 @@ import argparse
 import sys
 from pathlib import Path
 
-from deeph_jax.errors import DeephError
+from deeph_jax.errors import DeephError, report_user_errors
+
+
+def _train(args, parser) -> int:
+    from deeph_jax.train.config import load_config
+    from deeph_jax.train.loop import train
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise DeephError("not a run folder (no config.yaml)", run_dir)
+        config = load_config(run_dir / "config.yaml", args.set)
+        train(config, run_dir, resume=True)
+    else:
+        if not args.config:
+            parser.error("--config or --resume is required")
+        config = load_config(args.config, args.set)
+        train(config, args.run_dir)
+    return 0
 
 
 def main(argv=None) -> int:
@@ -25,25 +43,7 @@ def main(argv=None) -> int:
     from deeph_jax.runtime import enable_compilation_cache
 
     enable_compilation_cache()
-    from deeph_jax.train.config import load_config
-    from deeph_jax.train.loop import train
-
-    try:
-        if args.resume:
-            run_dir = Path(args.resume)
-            if not (run_dir / "config.yaml").is_file():
-                raise DeephError("not a run folder (no config.yaml)", run_dir)
-            config = load_config(run_dir / "config.yaml", args.set)
-            train(config, run_dir, resume=True)
-        else:
-            if not args.config:
-                p.error("--config or --resume is required")
-            config = load_config(args.config, args.set)
-            train(config, args.run_dir)
-    except DeephError as exc:
-        print(f"train.py: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return report_user_errors("train.py", lambda: _train(args, p))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from deeph_jax.errors import DeephError
+from deeph_jax.errors import report_user_errors
 
 # Modules that add sub-commands, in the order --help lists them. A module that is not
 # there yet (a later issue) is skipped.
@@ -55,10 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        return int(args.func(args) or 0)
-    except DeephError as exc:
-        print(f"deeph-jax {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return report_user_errors(f"deeph-jax {args.command}", lambda: args.func(args))
     except KeyboardInterrupt:
         print(f"deeph-jax {args.command}: interrupted", file=sys.stderr)
         return 130

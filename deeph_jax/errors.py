@@ -8,7 +8,9 @@ of a traceback from h5py or numpy.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Callable
 
 
 class DeephError(Exception):
@@ -18,3 +20,13 @@ class DeephError(Exception):
         self.path = None if path is None else Path(path)
         text = message if path is None else f"{path}: {message}"
         super().__init__(text.replace("\n", " "))
+
+
+def report_user_errors(program: str, run: Callable[[], int | None]) -> int:
+    """Call ``run`` and return its exit status; a :class:`DeephError` becomes one line
+    ``PROGRAM: error: MESSAGE`` on stderr and exit status 2."""
+    try:
+        return int(run() or 0)
+    except DeephError as exc:
+        print(f"{program}: error: {exc}", file=sys.stderr)
+        return 2
