@@ -127,7 +127,7 @@ def main() -> None:
         ref = expected(small, n, sigma)
         r = run([sys.executable, __file__, "--worker", str(folder), str(sigma)])
         diff = float(np.abs(np.asarray(r["eig"]) - ref).max()) if "eig" in r else float("nan")
-        rows.append((f"deeph-jax shift-invert", n_atoms, n_orb, r, diff))
+        rows.append(("deeph-jax shift-invert", n_atoms, n_orb, r, diff))
         if n_atoms <= args.deepx_max_atoms and Path(args.deepx).exists():
             for dense in ([False, True] if args.deepx_dense else [False]):
                 d = run([args.deepx, "-c", DEEPX_WORKER, str(folder), str(sigma), str(N_BANDS), "1" if dense else "0"])

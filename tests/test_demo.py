@@ -8,7 +8,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from conftest import REPO, subprocess_env
+from conftest import subprocess_env
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -18,7 +18,6 @@ import numpy as np
 
 from deeph_jax.errors import DeephError
 from deeph_jax.io import OrbitalBasis
-from deeph_jax.units import HARTREE_TO_EV  # noqa: F401  (re-exported for the generators)
 
 P_ORDER = np.array([1, 2, 0])  # PySCF (x, y, z) -> DeepH (y, z, x), new -> old
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from deeph_jax.errors import DeephError
-from deeph_jax.graph import build_graph, match_blocks
+from deeph_jax.graph import build_graph
 from deeph_jax.io import HAMILTONIAN, HAMILTONIAN_PRED, OVERLAP, Structure, find_structure_dirs, read_deeph_dir
 from deeph_jax.io.deeph import write_info, write_poscar
 from deeph_jax.predict.infer import PredictStats, Predictor, blocks_to_sparse, overlap_source, predict_blocks
