@@ -117,11 +117,28 @@ def run_demo(dataset: Path, out: Path, steps: int | None = None, n_test: int = 1
     return 0
 
 
+def predict_crystal_against_dft(src: Path, predictor, target: Path, bar=None) -> tuple[object, float, dict]:
+    """Predict the DFT folder ``src`` into ``target`` (with the DFT hamiltonian.h5 beside it for
+    overlays); return its structure, the H MAE (eV) and the bands result (predicted vs DFT)."""
+    import shutil
+
+    from deeph_jax.io import read_deeph_dir
+    from deeph_jax.physics.workflows import run_bands
+    from deeph_jax.predict.run import block_mae, predict_to_folder
+
+    structure = read_deeph_dir(src, hamiltonian=None).structure
+    predict_to_folder(structure, predictor, target, progress=False)
+    shutil.copy(src / "hamiltonian.h5", target / "hamiltonian.h5")
+    mae = block_mae(target, src)[0]
+    if bar is not None:
+        bar.update()
+    return structure, mae, run_bands(target, hamiltonian="pred", out=target / "bands.h5")
+
+
 def run_crystal(out: Path, stages: Stages) -> None:
     """Predict a shipped larger hBN cell with the shipped hBN model; bands and DOS vs DFT."""
-    from deeph_jax.io import find_structure_dirs, read_deeph_dir
+    from deeph_jax.io import find_structure_dirs
     from deeph_jax.predict.infer import load_predictor
-    from deeph_jax.predict.run import block_mae, predict_to_folder
 
     model = REPO / "models" / "hbn-szv"
     large = sorted(find_structure_dirs(REPO / "datasets" / "hbn-szv" / "large-4x4")) \
@@ -129,26 +146,18 @@ def run_crystal(out: Path, stages: Stages) -> None:
     if not (model / "model.yaml").is_file() or not large:
         stages.add("crystal", "skipped: shipped hBN model or larger DFT cell not available yet", 0.0)
         return
-    import shutil
-
-    from deeph_jax.physics.workflows import run_bands, run_dos
-
     from tqdm import tqdm
 
+    from deeph_jax.physics.workflows import run_dos
+
     t0 = time.perf_counter()
-    src = large[0]
     target = out / "crystal"
     with tqdm(total=3, desc="crystal: predict, bands, DOS", unit="step") as bar:
-        predict_to_folder(read_deeph_dir(src, hamiltonian=None).structure, load_predictor(model), target,
-                          progress=False)
-        shutil.copy(src / "hamiltonian.h5", target / "hamiltonian.h5")  # the shipped DFT reference, for overlays
-        mae = block_mae(target, src)[0]
-        bar.update()
-        bands = run_bands(target, hamiltonian="pred", out=target / "bands.h5")
+        structure, mae, bands = predict_crystal_against_dft(large[0], load_predictor(model), target, bar)
         bar.update()
         run_dos(target, kmesh=(6, 6, 1), hamiltonian="pred")
         bar.update()
-    n_atoms = read_deeph_dir(src, hamiltonian=None).structure.n_atoms
+    n_atoms = structure.n_atoms
     near, worst = 1e3 * bands["band_mae_near_fermi_eV"], 1e3 * bands["band_max_near_fermi_eV"]
     stages.add("crystal", f"{n_atoms}-atom hBN (trained on 8-atom cells): H MAE {1e3 * mae:.2f} meV = "
                f"{EV_TO_MICROHARTREE * mae:.1f} uHa, band error within {bands['fermi_window_eV']:g} eV of E_F "
