@@ -87,6 +87,12 @@ def register(subparsers) -> argparse.ArgumentParser:
                    "of hBN) or 4,4,1 (32 atoms)")
     c.add_argument("--rattle", type=float, default=0.1, help="Gaussian displacement sigma in Angstrom per Cartesian "
                    "coordinate (0: the ideal supercell)")
+    c.add_argument("--rattle-max", type=float, default=None, help="draw each structure's sigma uniformly in "
+                   "[--rattle, --rattle-max] Angstrom (varied rattle)")
+    c.add_argument("--strain", type=float, default=0.0, help="random symmetric strain in the periodic plane(s), "
+                   "components uniform in [-STRAIN, STRAIN] (e.g. 0.02 for +-2 %%)")
+    c.add_argument("--pristine", type=int, default=0, help="the first N structures are not rattled (strain still "
+                   "drawn); needs --rattle-max or --strain")
     c.add_argument("--vacuum", type=float, default=12.0, help="cell height c in Angstrom for named 2D sheets (one value "
                    "per dataset: the energy zero depends on it)")
     c.add_argument("--basis", default="gth-szv", help="Gaussian basis (PySCF name)")
@@ -143,8 +149,15 @@ def run_crystal(args) -> int:
         bvk_min=args.bvk_min, dense_kmesh=args.dense_kmesh, cutoff=args.cutoff, smearing_eV=smearing,
         conv_tol=args.conv_tol, multigrid=not args.no_multigrid, max_cycle=args.max_cycle,
     )
+    if args.rattle < 0 or (args.rattle_max is not None and args.rattle_max < args.rattle):
+        raise DeephError(f"--rattle {args.rattle} / --rattle-max {args.rattle_max}: need 0 <= rattle <= rattle-max (A)")
+    if not 0 <= args.strain < 0.2:
+        raise DeephError(f"--strain {args.strain}: need 0 <= strain < 0.2 (a fraction, 0.02 = 2 %)")
+    if args.pristine < 0:
+        raise DeephError(f"--pristine {args.pristine}: need a count >= 0")
     source = CrystalSource(name=name, path=args.file, supercell=args.supercell, rattle=args.rattle,
-                           vacuum=args.vacuum)
+                           vacuum=args.vacuum, rattle_max=args.rattle_max, strain=args.strain,
+                           pristine=args.pristine)
     summary = generate_crystals(args.out, n=args.n, seed=args.seed, source=source, settings=settings,
                                 workers=args.workers, threads_per_worker=_threads(args),
                                 progress=not args.no_progress, command=_command_line())

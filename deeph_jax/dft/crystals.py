@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -295,8 +295,16 @@ class CrystalSource:
     name: str | None = "hbn"
     path: str | None = None
     supercell: tuple = (2, 2, 1)
-    rattle: float = 0.1  # Angstrom
+    rattle: float = 0.1  # Angstrom; with rattle_max, the lower end of the sigma range
     vacuum: float = 12.0  # Angstrom, cell height of named 2D sheets
+    rattle_max: float | None = None  # Angstrom: sigma uniform in [rattle, rattle_max] per structure
+    strain: float = 0.0  # largest |component| of a random symmetric strain in the periodic plane(s)
+    pristine: int = 0  # the first `pristine` indices are not rattled (their strain is still drawn)
+
+    @property
+    def varied(self) -> bool:
+        """Whether sigma and strain are drawn per structure (otherwise one fixed sigma, as the first sets)."""
+        return self.rattle_max is not None or self.strain > 0 or self.pristine > 0
 
     def base(self) -> Structure:
         if self.path is None:
@@ -313,10 +321,46 @@ class CrystalSource:
 
     def geometry(self, seed: int, index: int) -> Structure:
         sc = supercell(self.base(), self.supercell)
-        if self.rattle > 0:
-            rng = rng_for(seed, index)
-            sc = Structure(sc.symbols, sc.positions + rng.normal(0.0, self.rattle, sc.positions.shape), sc.cell)
+        rng = rng_for(seed, index)
+        if not self.varied:  # the first datasets' stream: displacements only
+            if self.rattle > 0:
+                sc = Structure(sc.symbols, sc.positions + rng.normal(0.0, self.rattle, sc.positions.shape), sc.cell)
+            return validate_structure(sc, self.path)
+        hi = self.rattle if self.rattle_max is None else self.rattle_max
+        sigma = rng.uniform(self.rattle, hi)
+        if index < self.pristine:
+            sigma = 0.0
+        deform = np.eye(3) + random_strain(rng, self.strain, sc)
+        displacement = rng.normal(0.0, 1.0, sc.positions.shape) * sigma
+        sc = Structure(sc.symbols, sc.positions @ deform + displacement, sc.cell @ deform, periodic=True)
         return validate_structure(sc, self.path)
+
+    def sample(self, seed: int, index: int) -> dict:
+        """The drawn sigma (A) and strain tensor of structure ``index`` (recorded in its info.json)."""
+        if not self.varied:
+            return {"rattle_sigma_A": self.rattle}
+        rng = rng_for(seed, index)
+        hi = self.rattle if self.rattle_max is None else self.rattle_max
+        sigma = rng.uniform(self.rattle, hi)
+        strain = random_strain(rng, self.strain, supercell(self.base(), self.supercell))
+        return {"rattle_sigma_A": 0.0 if index < self.pristine else float(sigma), "strain": strain.round(12).tolist()}
+
+
+def random_strain(rng: np.random.Generator, amplitude: float, structure: Structure) -> np.ndarray:
+    """A symmetric Cartesian strain tensor, components uniform in [-amplitude, amplitude], acting only in the
+    periodic directions: for a sheet (one vacuum direction) it is projected onto the plane of the sheet.
+
+    Always draws 6 numbers, so the RNG stream after it does not depend on ``amplitude``."""
+    u = rng.uniform(-1.0, 1.0, 6) * amplitude
+    eps = np.array([[u[0], u[3], u[4]], [u[3], u[1], u[5]], [u[4], u[5], u[2]]])
+    vac = vacuum_directions(structure)
+    proj = np.eye(3)
+    for a in np.flatnonzero(vac):
+        b, c = [x for x in range(3) if x != a]
+        normal = np.cross(structure.cell[b], structure.cell[c])
+        normal /= np.linalg.norm(normal)
+        proj -= np.outer(normal, normal)
+    return proj @ eps @ proj
 
 
 def _load_with_pymatgen(path, ase_error: DeephError) -> Structure:
@@ -343,7 +387,13 @@ def _load_with_pymatgen(path, ase_error: DeephError) -> Structure:
 def _crystal_job(index: int, out: str, seed: int, source: CrystalSource, settings: CrystalSettings) -> float:
     t0 = time.time()
     structure = source.geometry(seed, index)
+    if source.varied and settings.kmesh is None:
+        # One SCF k-point density for the whole set (the ideal supercell's): a 2 % compression must not
+        # turn a 1x1 SCF mesh into 2x2. The dense mesh stays per structure, so the BvK cell covers 2 x cutoff.
+        ideal = supercell(source.base(), source.supercell)
+        settings = replace(settings, kmesh=settings.meshes(ideal)[0])
     data, mf, extras = compute_crystal(structure, settings, source.path)
+    data.info.update(source.sample(seed, index))
     data.info["sid"] = structure_id(index)
     data.info["seed"] = seed
     data.info["seconds_scf"] = round(extras["t_scf"], 2)
@@ -407,6 +457,16 @@ def generate_crystals(
             "atoms": ideal.n_atoms,
             "rattle_sigma_A": source.rattle,
             "rattle": "isotropic Gaussian per Cartesian coordinate, cell fixed",
+            **({
+                "rattle_sigma_A": [source.rattle, source.rattle_max if source.rattle_max is not None else source.rattle],
+                "rattle": "per structure: sigma uniform in the range, then the strain (6 uniform numbers), then "
+                          "Gaussian displacements; sigma 0 for the first `pristine` indices",
+                "strain_max": source.strain,
+                "strain": "symmetric Cartesian tensor, components uniform in [-strain_max, strain_max], projected onto "
+                          "the periodic plane; cell and positions deformed, then rattled",
+                "pristine": source.pristine,
+                "scf_kmesh": "the ideal supercell's for every structure; dense mesh per structure (info.json)",
+            } if source.varied else {}),
             "rng": "numpy default_rng([seed, index]) per structure",
         },
     }
