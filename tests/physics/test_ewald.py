@@ -1,0 +1,85 @@
+"""Ewald potentials of point charges: against pymatgen's EwaldSummation, particle-mesh vs direct, invariances."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from deeph_jax.physics.ewald import (COULOMB_EV_A, ewald_potential, long_range_kernel, long_range_potential,
+                                     pme_long_range_potential)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _hbn_cell():
+    from deeph_jax.io import read_deeph_dir
+
+    s = read_deeph_dir(REPO / "datasets" / "hbn-szv" / "large-4x4" / "00000", hamiltonian=None).structure
+    charges = np.where(np.asarray(s.symbols) == "B", 0.7, -0.7)
+    return s.positions, s.cell, charges
+
+
+def _rocksalt():
+    rng = np.random.default_rng(3)
+    a = 4.2
+    cell = np.eye(3) * a * 2
+    frac = np.array([[i, j, k] for i in range(2) for j in range(2) for k in range(2)], dtype=float) / 2
+    pos = np.concatenate([frac, frac + 0.25]) @ cell + rng.normal(0, 0.1, (16, 3))
+    charges = np.concatenate([np.full(8, 1.0), np.full(8, -1.0)]) + rng.normal(0, 0.05, 16)
+    return pos, cell, charges - charges.mean()
+
+
+@pytest.mark.parametrize("system", [_hbn_cell, _rocksalt])
+def test_potential_matches_pymatgen(system):
+    from pymatgen.analysis.ewald import EwaldSummation
+    from pymatgen.core import Lattice, Structure
+
+    pos, cell, q = system()
+    structure = Structure(Lattice(cell), ["H"] * len(q), pos, coords_are_cartesian=True,
+                          site_properties={"charge": q})
+    matrix = EwaldSummation(structure, compute_forces=False).total_energy_matrix  # E = sum_ij M_ij
+    phi_pymatgen = 2 * matrix.sum(axis=1) / q
+    phi = ewald_potential(pos, cell, q)
+    assert np.abs(phi - phi_pymatgen).max() < 1e-6 * np.abs(phi).max()
+    for alpha in (0.2, 0.45):  # the split must not change the total
+        assert np.abs(ewald_potential(pos, cell, q, alpha=alpha) - phi).max() < 1e-7
+
+
+def test_molecule_is_the_plain_coulomb_sum():
+    rng = np.random.default_rng(0)
+    pos = rng.normal(0, 2.0, (7, 3))
+    q = rng.normal(0, 0.5, 7)
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    expected = COULOMB_EV_A * (q[None, :] / d).sum(axis=1)
+    np.testing.assert_allclose(ewald_potential(pos, None, q), expected, rtol=1e-9)
+
+
+def test_particle_mesh_matches_the_direct_sum():
+    from deeph_jax.dft.crystals import named_cell, supercell
+
+    sc = supercell(named_cell("hbn"), (12, 12, 1))
+    rng = np.random.default_rng(1)
+    pos = sc.positions + rng.normal(0, 0.1, sc.positions.shape)
+    q = np.where(np.asarray(sc.symbols) == "B", 0.5, -0.5) + rng.normal(0, 0.02, len(pos))
+    q -= q.mean()
+    direct = long_range_kernel(pos, sc.cell, 0.3) @ q
+    mesh = pme_long_range_potential(pos, sc.cell, q, 0.3)
+    assert np.abs(mesh - direct).max() < 1e-5 * np.abs(direct).max()
+    np.testing.assert_allclose(long_range_potential(pos, sc.cell, q, 0.3, direct_max_atoms=10), mesh)
+
+
+def test_long_range_kernel_is_invariant():
+    pos, cell, q = _hbn_cell()
+    k = long_range_kernel(pos, cell, 0.3)
+    np.testing.assert_allclose(k, k.T, atol=1e-12)
+    phi = k @ q
+    rot = Rotation.random(random_state=4).as_matrix()
+    np.testing.assert_allclose(long_range_kernel(pos @ rot.T, cell @ rot.T, 0.3) @ q, phi, atol=1e-9)
+    np.testing.assert_allclose(long_range_kernel(pos + np.array([0.3, -1.1, 2.0]), cell, 0.3) @ q, phi, atol=1e-9)
+    perm = np.random.default_rng(2).permutation(len(q))
+    np.testing.assert_allclose(long_range_kernel(pos[perm], cell, 0.3) @ q[perm], phi[perm], atol=1e-9)
+    # Another choice of cell vectors for the same lattice (a' = a + b): the same potentials.
+    other = np.array([cell[0] + cell[1], cell[1], cell[2]])
+    np.testing.assert_allclose(long_range_kernel(pos, other, 0.3) @ q, phi, atol=1e-8)
