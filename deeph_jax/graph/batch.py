@@ -33,6 +33,8 @@ class GraphBatch(NamedTuple):
         h_blocks:   (E, W, W) DFT H blocks in eV, zero-padded (None for inference batches).
         s_blocks:   (E, W, W) DFT S blocks (None for inference batches).
         block_mask: (E,) bool, edges whose block is stored in the data (None for inference).
+        node_potentials: (N, n_elements) float, long-range potentials per unit element charge in eV
+            (zero on padding nodes; None when the graphs carry none).
     """
 
     species: np.ndarray
@@ -48,6 +50,7 @@ class GraphBatch(NamedTuple):
     h_blocks: np.ndarray | None = None
     s_blocks: np.ndarray | None = None
     block_mask: np.ndarray | None = None
+    node_potentials: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -140,8 +143,14 @@ def batch_graphs(
             s[edge0 : edge0 + e] = t.s_blocks
             present[edge0 : edge0 + e] = t.present
             edge0 += e
+    potentials = None
+    if any(g.node_potentials is not None for g in graphs):
+        if not all(g.node_potentials is not None for g in graphs):
+            raise ValueError("some graphs of the batch carry long-range potentials and others do not")
+        potentials = np.zeros((N, len(elements)), dtype)
+        potentials[:n_nodes] = np.concatenate([g.node_potentials for g in graphs])
     return GraphBatch(species, node_graph, node_mask, senders, receivers, vectors, mirror,
-                      edge_graph, edge_mask, graph_mask, h, s, present)
+                      edge_graph, edge_mask, graph_mask, h, s, present, potentials)
 
 
 def count_buckets(graph_sizes: Sequence[tuple[int, int]], batch_size: int) -> int:

@@ -32,6 +32,8 @@ class PairGraph:
         receivers: (n_edges,) int64, atom j.
         shifts: (n_edges, 3) int64, R in lattice vectors (zero for molecules).
         vectors: (n_edges, 3) float64, pos_j + R @ cell - pos_i (zero for self edges).
+        node_potentials: (n_nodes, n_elements) float64 long-range Ewald potentials per unit element
+            charge (eV), or None; filled by :func:`deeph_jax.graph.long_range.attach_long_range`.
     """
 
     symbols: tuple[str, ...]
@@ -41,6 +43,7 @@ class PairGraph:
     receivers: np.ndarray
     shifts: np.ndarray
     vectors: np.ndarray
+    node_potentials: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:

@@ -37,6 +37,10 @@ class ModelConfig:
         radial_hidden: width of the MLPs of edge scalars that weight tensor-product paths.
         avg_num_neighbors: divides the sum of messages (keeps activations O(1)).
         species_embed: width of the species embedding.
+        long_range_alpha: 1/Angstrom, or None (off): the Ewald splitting parameter of the long-range
+            electrostatic channel (:mod:`deeph_jax.model.long_range`); the network learns one charge per
+            element and the erf part of their potential shifts the blocks. ~0.3 leaves 1/alpha ~ 3 A to
+            the local network.
     """
 
     cutoff: float = 8.0
@@ -50,6 +54,7 @@ class ModelConfig:
     radial_hidden: int = 32
     avg_num_neighbors: float = 20.0
     species_embed: int = 16
+    long_range_alpha: float | None = None
 
     def __post_init__(self):
         for name in ("node_channels", "edge_channels", "tp_channels"):
@@ -58,6 +63,8 @@ class ModelConfig:
                 raise ValueError(f"{name} needs lmax + 1 = {self.lmax + 1} entries, got {getattr(self, name)}")
         if self.message_cutoff is not None and not 0 < self.message_cutoff <= self.cutoff:
             raise ValueError(f"message_cutoff must lie in (0, cutoff = {self.cutoff}], got {self.message_cutoff}")
+        if self.long_range_alpha is not None and not 0.05 <= self.long_range_alpha <= 2.0:
+            raise ValueError(f"long_range_alpha must lie in [0.05, 2] 1/A (or null for none), got {self.long_range_alpha}")
 
     @property
     def receptive_field(self) -> float:

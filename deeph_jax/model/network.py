@@ -23,6 +23,7 @@ from deeph_jax.io.basis import OrbitalBasis
 from deeph_jax.model.config import ModelConfig
 from deeph_jax.model.irreps_blocks import BlockLayout, build_layout, irreps_to_blocks, pair_kind
 from deeph_jax.model.layers import Interaction
+from deeph_jax.model.long_range import LongRangeShift
 from deeph_jax.model.radial import edge_geometry
 
 
@@ -178,6 +179,12 @@ class HamiltonianNet(nn.Module):
         kind = pair_kind(species[senders], species[receivers], geo.is_self, S)
         h = BlockHead(layout, name="head_h")(edges, kind, batch.mirror, edge_mask)
         s_blocks = BlockHead(layout, name="head_s")(edges, kind, batch.mirror, edge_mask)
+        if cfg.long_range_alpha is not None:
+            if batch.node_potentials is None:
+                raise ValueError("the model has a long-range channel but the batch carries no node_potentials "
+                                 "(attach them with deeph_jax.graph.attach_long_range)")
+            h, _ = LongRangeShift(self.basis, name="long_range")(
+                h, s_blocks, batch.node_potentials, species, senders, receivers, geo.is_self, edge_mask)
         return h, s_blocks
 
 
@@ -190,6 +197,7 @@ def summary(config: ModelConfig, basis: OrbitalBasis, params=None) -> str:
     layout = build_layout(basis)
     n = f", {count_parameters(params):,} params" if params is not None else ""
     msg = f" (messages {config.message_cutoff} A)" if config.message_cutoff else ""
+    msg += f", long-range Ewald channel (alpha {config.long_range_alpha} 1/A)" if config.long_range_alpha else ""
     return (f"HamiltonianNet: {config.num_layers} layers, lmax {config.lmax}, cutoff {config.cutoff} A{msg}, "
             f"{config.num_radial} radial; nodes {config.node_irreps}; edges {config.edge_irreps}; "
             f"tp {config.tp_irreps}; head {layout.irreps.num_irreps} irreps over {len(layout.types)} "

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deeph_jax.graph import batch_graphs, build_graph
+from deeph_jax.graph import attach_long_range, batch_graphs, build_graph
 from deeph_jax.io.basis import OrbitalBasis
 from deeph_jax.io.structures import Structure
 from deeph_jax.model.irreps_blocks import model_elements
@@ -34,6 +34,12 @@ def permuted(structure: Structure, perm: np.ndarray) -> Structure:
                      structure.periodic)
 
 
+def graph_of(structure: Structure, cutoff, basis: OrbitalBasis, long_range_alpha: float | None = None):
+    """The pair graph a model sees: with the long-range potentials when the model has that channel."""
+    return attach_long_range(build_graph(structure, cutoff), model_elements(basis), long_range_alpha,
+                             structure.periodic)
+
+
 def predict(apply_fn, params, graph, basis: OrbitalBasis, dtype=np.float32, sizes=None):
     """(h, s) numpy (n_edges, W, W) for one graph (padding stripped); ``sizes`` as batch_graphs."""
     batch = batch_graphs([graph], model_elements(basis), dtype=dtype, sizes=sizes)
@@ -53,14 +59,14 @@ def padded_atom_D(basis: OrbitalBasis, Q: np.ndarray) -> np.ndarray:
 
 
 def equivariance_error(apply_fn, params, structure: Structure, basis: OrbitalBasis, cutoff, Q,
-                       dtype=np.float32, sizes=None) -> tuple[float, float]:
+                       dtype=np.float32, sizes=None, long_range_alpha=None) -> tuple[float, float]:
     """max |H(Qx) - D_i H(x) D_j^T| over edges, H and S together, and max |H(x)|.
 
     The rotated structure gets its own graph (positions and cell rotated), which must hold the
     same (i, j, R) edges.
     """
-    g0 = build_graph(structure, cutoff)
-    g1 = build_graph(moved(structure, Q), cutoff)
+    g0 = graph_of(structure, cutoff, basis, long_range_alpha)
+    g1 = graph_of(moved(structure, Q), cutoff, basis, long_range_alpha)
     if not np.array_equal(g0.atom_pairs, g1.atom_pairs):
         raise AssertionError("rotation changed the pair graph (an edge at the cutoff?)")
     h0, s0 = predict(apply_fn, params, g0, basis, dtype, sizes)
@@ -77,10 +83,10 @@ def equivariance_error(apply_fn, params, structure: Structure, basis: OrbitalBas
 
 
 def relabel_error(apply_fn, params, structure: Structure, basis: OrbitalBasis, cutoff, perm, t,
-                  dtype=np.float32, sizes=None) -> float:
+                  dtype=np.float32, sizes=None, long_range_alpha=None) -> float:
     """max |H - H'| between a structure and its translated, permuted copy, edges matched by key."""
-    g0 = build_graph(structure, cutoff)
-    g1 = build_graph(permuted(moved(structure, t=t), perm), cutoff)
+    g0 = graph_of(structure, cutoff, basis, long_range_alpha)
+    g1 = graph_of(permuted(moved(structure, t=t), perm), cutoff, basis, long_range_alpha)
     h0, s0 = predict(apply_fn, params, g0, basis, dtype, sizes)
     h1, s1 = predict(apply_fn, params, g1, basis, dtype, sizes)
     perm = np.asarray(perm)

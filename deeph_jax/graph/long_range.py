@@ -1,0 +1,48 @@
+"""Long-range electrostatic inputs of a pair graph: per-element Ewald potentials at every atom.
+
+The network's long-range channel (``ModelConfig.long_range_alpha``) gives each element e a learned
+charge q_e; the long-range (erf) part of the Ewald potential those charges make at atom i is linear in
+them, phi_i = sum_e q_e Psi_i^e, with
+
+    Psi^e = K (1_e - x_e),      x_e = (atoms of element e) / (all atoms),
+
+K the long-range kernel of :mod:`deeph_jax.physics.ewald` and 1_e the indicator of element e. Subtracting
+x_e makes every charge set neutral (a common shift of all q_e changes nothing), and Psi depends only on the
+geometry, so it is computed once per structure, here, on the host in float64: directly for training cells,
+by particle-mesh Ewald for large structures, always over the whole structure (a prediction chunk takes the
+rows of its atoms, so chunked and whole-structure predictions see the same potentials).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+
+from deeph_jax.graph.pairs import PairGraph
+
+
+def element_potentials(positions: np.ndarray, cell: np.ndarray | None, symbols: Sequence[str],
+                       elements: Sequence[str], alpha: float, direct_max_atoms: int = 2000) -> np.ndarray:
+    """Psi (n_atoms, n_elements), eV per unit charge: column e is the long-range potential of the neutral
+    charge set 1_e - x_e. Periodic cells are summed in 3D in their own cell (``cell`` rows, Angstrom);
+    ``cell=None`` is a molecule (open boundaries)."""
+    from deeph_jax.physics.ewald import long_range_kernel, pme_long_range_potential
+
+    sym = np.asarray(symbols)
+    charges = np.stack([(sym == e).astype(np.float64) - np.mean(sym == e) for e in elements], axis=1)
+    if cell is None or len(sym) <= direct_max_atoms:
+        return long_range_kernel(positions, cell, alpha) @ charges
+    return np.stack([pme_long_range_potential(positions, cell, q, alpha) for q in charges.T], axis=1)
+
+
+def attach_long_range(graph: PairGraph, elements: Sequence[str], alpha: float | None, periodic: bool) -> PairGraph:
+    """``graph`` with ``node_potentials`` (n_nodes, n_elements) filled; unchanged when ``alpha`` is None."""
+    if alpha is None:
+        return graph
+    cell = graph.cell if periodic else None
+    return replace(graph, node_potentials=element_potentials(graph.positions, cell, graph.symbols, elements, alpha))
+
+
+__all__ = ["attach_long_range", "element_potentials"]

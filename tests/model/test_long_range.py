@@ -1,0 +1,89 @@
+"""The long-range electrostatic channel: the shift it adds is the Ewald formula, and the network stays
+equivariant, relabelling-invariant and exactly Hermitian with it (shipped hBN cell and water molecule)."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deeph_jax.graph import padded_sizes
+from deeph_jax.io.deeph import read_deeph_dir
+from deeph_jax.model import HamiltonianNet, model_elements, random_rotation
+from deeph_jax.model.config import tiny
+from deeph_jax.model.network import FAST_COMPILE
+from deeph_jax.model.testing import equivariance_error, graph_of, predict, relabel_error
+from deeph_jax.physics.ewald import long_range_kernel
+
+REPO = Path(__file__).resolve().parents[2]
+ALPHA = 0.3
+CASES = {"hBN 2x2": (REPO / "datasets/hbn-szv/train-2x2/00000", 6.0),
+         "water": (REPO / "datasets/water-pbe-def2svp/00000", 4.0)}
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def case(request):
+    path, cutoff = CASES[request.param]
+    data = read_deeph_dir(path, hamiltonian=None, overlap=False)
+    config = tiny().replace(cutoff=cutoff + 0.5, long_range_alpha=ALPHA)
+    model = HamiltonianNet(config, data.basis)
+    graph = graph_of(data.structure, cutoff, data.basis, ALPHA)
+    sizes = padded_sizes(graph.n_nodes, graph.n_edges, 1)
+    with jax.enable_x64(True):
+        from deeph_jax.graph import batch_graphs
+
+        batch = batch_graphs([graph], model_elements(data.basis), sizes=sizes, dtype=np.float64)
+        params = model.init(jax.random.PRNGKey(0), jax.tree_util.tree_map(jnp.asarray, batch))
+        n_el = len(model_elements(data.basis))
+        lr = dict(params["params"]["long_range"])
+        lr["charges"] = jnp.linspace(0.9, -0.7, n_el)  # trained models have nonzero charges
+        lr["shell_weight"] = 1.0 + 0.1 * jnp.arange(lr["shell_weight"].size).reshape(lr["shell_weight"].shape)
+        params = {"params": {**params["params"], "long_range": lr}}
+    return request.param, data, cutoff, jax.jit(model.apply, compiler_options=FAST_COMPILE), params, graph, sizes
+
+
+def test_shift_is_the_ewald_formula(case):
+    name, data, cutoff, apply, params, graph, sizes = case
+    zero = {"params": {**params["params"], "long_range": {**params["params"]["long_range"],
+                                                         "charges": jnp.zeros_like(params["params"]["long_range"]["charges"])}}}
+    with jax.enable_x64(True):
+        h, s = predict(apply, params, graph, data.basis, np.float64, sizes)
+        h0, _ = predict(apply, zero, graph, data.basis, np.float64, sizes)
+    elements = model_elements(data.basis)
+    q_el = np.asarray(params["params"]["long_range"]["charges"])
+    q = q_el[[elements.index(e) for e in data.structure.symbols]]
+    q = q - q.mean()  # the channel's charges are neutral
+    cell = data.structure.cell if data.structure.periodic else None
+    phi = long_range_kernel(data.structure.positions, cell, ALPHA) @ q  # independent of the graph's Psi
+    assert np.abs(phi).max() > 1e-3
+    weights = np.asarray(params["params"]["long_range"]["shell_weight"])
+    for e in range(graph.n_edges):
+        i, j = graph.senders[e], graph.receivers[e]
+        if i == j and not graph.vectors[e].any():
+            el = elements.index(data.structure.symbols[i])
+            per_orbital = np.repeat(weights[el, : len(data.basis.shells[data.structure.symbols[i]])],
+                                    [2 * l + 1 for l in data.basis.shells[data.structure.symbols[i]]])
+            n = len(per_orbital)
+            expected = -phi[i] * np.diag(per_orbital)
+            np.testing.assert_allclose(h[e, :n, :n] - h0[e, :n, :n], expected, atol=1e-10)
+        else:
+            expected = -0.5 * (phi[i] + phi[j]) * s[e]
+            np.testing.assert_allclose(h[e] - h0[e], expected, atol=1e-10)
+
+
+def test_equivariant_and_hermitian(case):
+    name, data, cutoff, apply, params, graph, sizes = case
+    with jax.enable_x64(True):
+        Q = random_rotation(np.random.default_rng(7))
+        for q in (Q, -np.eye(3), -Q):
+            err, hmax = equivariance_error(apply, params, data.structure, data.basis, cutoff, q, np.float64, sizes,
+                                           long_range_alpha=ALPHA)
+            assert err <= 1e-9, (name, err)
+        h, s = predict(apply, params, graph, data.basis, np.float64, sizes)
+        mirror = graph.mirror()
+        assert np.array_equal(h[mirror], np.swapaxes(h, 1, 2)) and np.array_equal(s[mirror], np.swapaxes(s, 1, 2))
+        perm = np.random.default_rng(3).permutation(data.structure.n_atoms)
+        err = relabel_error(apply, params, data.structure, data.basis, cutoff, perm, np.array([0.3, -1.1, 0.7]),
+                            np.float64, sizes, long_range_alpha=ALPHA)
+        assert err <= 1e-9, (name, err)
