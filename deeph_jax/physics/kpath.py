@@ -118,15 +118,16 @@ def periodic_directions(matrix_atom_pairs: np.ndarray) -> np.ndarray:
 def auto_segments(structure, periodic: np.ndarray | None = None, npoints: int = 200) -> list[Segment]:
     """A high-symmetry path from seekpath (HPKOT), mapped to the structure's own cell.
 
+    The path is that of the atoms' symmetry, or of the lattice's when the lattice alone is more
+    symmetric: a rattled (or slightly strained) hBN supercell is triclinic to spglib, but its bands are
+    read along Gamma-M-K-Gamma of its hexagonal lattice (see :func:`seekpath_result`).
     Segments that leave the plane of a 2D sheet (any end with a component along a
     non-periodic reciprocal direction, e.g. Gamma-A for a sheet with vacuum along c) are dropped.
     ``npoints`` is shared among segments in proportion to their length (at least 2 each).
     """
-    import seekpath
-
     cell = np.asarray(structure.cell)
     periodic = np.ones(3, bool) if periodic is None else np.asarray(periodic, bool)
-    res = seekpath.get_path((cell, structure.frac_positions, structure.numbers), with_time_reversal=True)
+    res = seekpath_result(structure)
     # seekpath works in a standardized, possibly rotated, primitive cell: go through Cartesian k.
     rot = np.asarray(res.get("rotation_matrix", np.eye(3)))
     b_std = np.asarray(res["reciprocal_primitive_lattice"])  # rows, 2 pi included, rotated frame
@@ -146,6 +147,30 @@ def auto_segments(structure, periodic: np.ndarray | None = None, npoints: int = 
     lengths = np.asarray([np.linalg.norm((kb - ka) @ B) for _, _, ka, kb in pieces])
     counts = np.maximum(2, np.round(npoints * lengths / lengths.sum()).astype(int))
     return [Segment(int(n), ka, kb, (_pretty(a), _pretty(b))) for n, (a, b, ka, kb) in zip(counts, pieces)]
+
+
+LATTICE_TOLERANCE = 0.08  # of the shortest lattice vector: measured, a +-2 % in-plane strain needs 8 %
+
+
+def seekpath_result(structure) -> dict:
+    """seekpath's answer for the atoms, or for the bare lattice (one atom per cell, tolerance
+    ``LATTICE_TOLERANCE`` of the shortest lattice vector) when that has a higher space group: the atoms
+    then only break the lattice's symmetry (a rattle, a defect), and a path through the lattice's
+    high-symmetry points is what users compare with the ideal crystal."""
+    import seekpath
+
+    import warnings
+
+    cell = np.asarray(structure.cell)
+    with warnings.catch_warnings():  # near-90-degree triclinic edge cases of a rattled cell: the lattice decides
+        warnings.simplefilter("ignore", seekpath.hpkot.EdgeCaseWarning)
+        atoms = seekpath.get_path((cell, structure.frac_positions, structure.numbers), with_time_reversal=True)
+    tolerance = LATTICE_TOLERANCE * float(np.linalg.norm(cell, axis=1).min())
+    try:
+        lattice = seekpath.get_path((cell, [[0.0, 0.0, 0.0]], [1]), with_time_reversal=True, symprec=tolerance)
+    except Exception:  # seekpath refuses some degenerate lattices at a loose tolerance; keep the atoms' path
+        return atoms
+    return lattice if lattice["spacegroup_number"] > atoms["spacegroup_number"] else atoms
 
 
 def _pretty(label: str) -> str:
