@@ -46,28 +46,10 @@ print(json.dumps({"load_s": t1 - t0, "solve_s": t2 - t1, "rss_GB": resource.getr
 
 
 def tile(data, n: int):
-    """The exact n x n x 1 supercell of a DeephStructure (atoms image by image, as crystals.supercell)."""
-    from deeph_jax.io import BlockSparse, DeephStructure, Structure
+    """The exact n x n x 1 supercell (see :func:`deeph_jax.io.tiling.tile_deeph`)."""
+    from deeph_jax.io.tiling import tile_deeph
 
-    images = np.array([(a, b, 0) for a in range(n) for b in range(n)])
-    n_at = data.structure.n_atoms
-    st = data.structure
-    pos = np.concatenate([st.positions + t @ st.cell for t in images])
-    big = Structure(st.symbols * len(images), pos, st.cell * np.array([n, n, 1])[:, None])
-    reps = np.array([n, n, 1])
-
-    def tile_matrix(m):
-        R, i, j = m.atom_pairs[:, :3], m.atom_pairs[:, 3], m.atom_pairs[:, 4]
-        tr = images[:, None, :] + R[None, :, :]  # (n_img, n_blocks, 3)
-        T, tp = np.floor_divide(tr, reps), np.mod(tr, reps)
-        img_j = tp[..., 0] * n + tp[..., 1]
-        img_i = np.arange(len(images))[:, None]
-        pairs = np.concatenate([T, (img_i * n_at + i)[..., None], (img_j * n_at + j)[..., None]], axis=-1)
-        return BlockSparse.from_arrays(pairs.reshape(-1, 5), np.tile(m.shapes, (len(images), 1)),
-                                       np.tile(m.entries, len(images)))
-
-    info = dict(data.info)
-    return DeephStructure(big, data.basis, info, overlap=tile_matrix(data.overlap), hamiltonian=tile_matrix(data.hamiltonian))
+    return tile_deeph(data, (n, n, 1))
 
 
 def expected(small, n: int, sigma: float) -> np.ndarray:

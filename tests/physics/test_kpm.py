@@ -1,0 +1,76 @@
+"""KPM DOS and Fermi level against exact results: a tiled shipped DFT cell, whose eigenvalues at Gamma
+are the small cell's on the folded k-mesh."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deeph_jax.io import read_deeph_dir
+from deeph_jax.io.tiling import tile_deeph
+from deeph_jax.physics.bands import bands_at
+from deeph_jax.physics.fermi import fermi_level
+from deeph_jax.physics.kpm import (exact_moments, jackson_kernel, kpm_dos, kpm_fermi_level, kpm_integrated_dos,
+                                   kpm_moments, resolution_eV, s_solver, spectral_bounds)
+
+SMALL = Path(__file__).resolve().parents[2] / "datasets" / "hbn-szv" / "train-2x2" / "00000"
+N_TILE = 3
+
+
+@pytest.fixture(scope="module")
+def system():
+    small = read_deeph_dir(SMALL)
+    big = tile_deeph(small, (N_TILE, N_TILE, 1))
+    ks = np.array([(a / N_TILE, b / N_TILE, 0.0) for a in range(N_TILE) for b in range(N_TILE)])
+    exact = np.sort(bands_at(small, ks).reshape(-1))
+    h = big.hamiltonian.bloch_sparse(np.zeros(3), big.atom_offsets).real
+    s = big.overlap.bloch_sparse(np.zeros(3), big.atom_offsets).real
+    moments = kpm_moments(h, s, n_moments=800, n_vectors=12, seed=1)  # resolution ~0.1 eV
+    return big, exact, h, s, moments
+
+
+def test_tiling_is_exact(system):
+    big, exact, h, s, _ = system
+    import scipy.linalg
+
+    e = scipy.linalg.eigh(h.toarray(), s.toarray(), eigvals_only=True)
+    assert np.abs(e - exact).max() < 1e-8
+
+
+def test_bounds_enclose_the_spectrum_and_cg_solves(system):
+    _, exact, h, s, moments = system
+    lo, hi = spectral_bounds(h, s)
+    assert lo < exact.min() < exact.max() < hi and hi - lo < 1.3 * (exact.max() - exact.min())
+    rhs = np.random.default_rng(0).normal(size=(s.shape[0], 3))
+    x = s_solver(s, dense_max_dim=10)(rhs)  # the block-CG path of large cells
+    assert np.abs(s @ x - rhs).max() < 1e-9
+
+
+def test_dos_within_error_bars_of_exact(system):
+    big, exact, _, _, moments = system
+    mu = exact_moments(exact, moments.center, moments.half_width, moments.n_moments)
+    assert np.abs(moments.mean - mu).max() < 5 * moments.per_vector.std(axis=0).max() / np.sqrt(12)
+    grid = np.linspace(exact.min() - 1, exact.max() + 1, 600)
+    dos, err = kpm_dos(moments, grid)
+    # The exact-moment DOS with the same kernel is what the stochastic estimate converges to.
+    g = jackson_kernel(moments.n_moments) * mu
+    x = (grid - moments.center) / moments.half_width
+    t = np.cos(np.outer(np.arange(moments.n_moments), np.arccos(x)))
+    ref = 2.0 * (g[0] + 2 * g[1:] @ t[1:]) / (np.pi * np.sqrt(1 - x**2) * moments.half_width)
+    within = np.abs(dos - ref) <= 4 * err + 1e-6 * ref.max()
+    assert within.mean() > 0.97
+    top = moments.center + 0.999 * moments.half_width
+    total = kpm_integrated_dos(moments, np.array([top]))[0]
+    assert abs(total - 2 * big.structure.n_atoms * 4) < 1e-3 * total  # 4 orbitals per B or N atom
+
+
+def test_fermi_level_of_an_insulator_within_the_resolution(system):
+    # A stochastic count cannot place E_F closer than the kernel's resolution to the dense mid-gap
+    # (the gap's ends blur by it); the 10 meV of issue 18 needs the band edges refined (not done yet).
+    big, exact, _, _, moments = system
+    n_el = big.info["occupation"]
+    ef, (vbm, cbm) = fermi_level(exact[None, :], n_el)
+    kpm = kpm_fermi_level(moments, n_el)
+    assert kpm.gap_eV is not None
+    assert abs(kpm.fermi_eV - ef) < resolution_eV(moments), (kpm.fermi_eV, ef)
+    assert vbm <= kpm.gap_eV[0] < kpm.gap_eV[1] <= cbm
