@@ -64,6 +64,11 @@ def run_demo(dataset: Path, out: Path, steps: int | None = None, n_test: int = 1
 
     # -- train ------------------------------------------------------------------------------------
     overrides = [f"data.train={dataset}"]
+    val_root = dataset.parent / f"{dataset.name}-val"
+    if val_root.is_dir():
+        # Validation on molecules outside the training set (a split of it would score structures the
+        # shipped model was trained on).
+        overrides.append(f"data.val={val_root}")
     shipped = REPO / "models" / "water-pbe-def2svp"
     if (shipped / "model.yaml").is_file():
         # Fine-tuning: a tenth of the from-scratch learning rate keeps the shipped accuracy.
