@@ -102,9 +102,50 @@ def break_truncated_info(d):
     return "info.json", "not valid JSON"
 
 
+def break_float_atom_pairs(d):
+    rewrite_h5(d / "overlap.h5", atom_pairs=h5_array(d / "overlap.h5", "atom_pairs").astype(float))
+    return "overlap.h5", "expected integers"
+
+
+def break_repeated_block(d):
+    pairs = h5_array(d / "hamiltonian.h5", "atom_pairs")
+    pairs[-1] = pairs[0]
+    rewrite_h5(d / "hamiltonian.h5", atom_pairs=pairs)
+    return "hamiltonian.h5", "more than once"
+
+
+def break_huge_dataset(d):
+    """A chunked dataset never written: a few bytes on disk, 64 GiB of fill values when read."""
+    with h5py.File(d / "hamiltonian.h5", "a") as f:
+        del f["entries"]
+        f.create_dataset("entries", shape=(2**33,), dtype=np.float64, chunks=(2**16,))
+    return "hamiltonian.h5", "more than this file can hold"
+
+
+def break_info_count_type(d):
+    info = json.loads((d / "info.json").read_text())
+    info["atoms_quantity"] = str(info["atoms_quantity"])
+    (d / "info.json").write_text(json.dumps(info))
+    return "info.json", "atoms_quantity must be a non-negative integer"
+
+
+def break_orbital_map_type(d):
+    info = json.loads((d / "info.json").read_text())
+    info["elements_orbital_map"][read_poscar(d / "POSCAR").symbols[0]] = "spd"
+    (d / "info.json").write_text(json.dumps(info))
+    return "info.json", "must be a list of shell l"
+
+
+def break_binary_info(d):
+    (d / "info.json").write_bytes(b"\x89HDF\r\n\x1a\n\x00\x00")
+    return "info.json", "not valid JSON"
+
+
 CASES = [
     break_missing_file, break_missing_dataset, break_boundaries, break_block_shape, break_element_map,
     break_nan, break_overlapping_atoms, break_empty_structure, break_not_hdf5, break_truncated_info,
+    break_float_atom_pairs, break_repeated_block, break_huge_dataset, break_info_count_type,
+    break_orbital_map_type, break_binary_info,
 ]
 
 
