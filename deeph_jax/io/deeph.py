@@ -217,6 +217,8 @@ def read_h5_datasets(path: str | Path, names=MATRIX_DATASETS) -> dict[str, np.nd
 def _read_dataset(item, name: str, limit: int, path: Path) -> np.ndarray:
     if not isinstance(item, h5py.Dataset):
         raise DeephError(f"{name} is not a dataset (an HDF5 {type(item).__name__})", path)
+    if item.shape is None:
+        raise DeephError(f"{name} is an empty dataset (no dataspace)", path)
     claimed = int(item.size or 0) * item.dtype.itemsize
     if claimed > limit:
         raise DeephError(f"{name} claims {claimed} bytes, more than this file can hold: damaged header?", path)

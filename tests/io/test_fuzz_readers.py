@@ -167,11 +167,14 @@ def mutations(original: np.ndarray):
 
 
 def rewrite_dataset(path: Path, name: str, value) -> None:
-    """Replace one dataset: an array, None (removed), or "group" (a group where a dataset belongs)."""
+    """Replace one dataset: an array, None (removed), "group" (a group where a dataset belongs) or
+    "empty" (a dataset without dataspace)."""
     with h5py.File(path, "a") as f:
         del f[name]
         if isinstance(value, str) and value == "group":
             f.create_group(name)
+        elif isinstance(value, str) and value == "empty":
+            f.create_dataset(name, data=h5py.Empty("f8"))
         elif value is not None:
             f.create_dataset(name, data=value)
 
@@ -184,7 +187,7 @@ def test_replaced_matrix_dataset(source, data):
     dataset = data.draw(st.sampled_from(MATRIX_DATASETS), label="dataset")
     with h5py.File(SOURCES[source] / name, "r") as f:
         original = f[dataset][()]
-    value = data.draw(st.one_of(st.sampled_from([None, "group"]), mutations(original)), label="value")
+    value = data.draw(st.one_of(st.sampled_from([None, "group", "empty"]), mutations(original)), label="value")
     with broken_copy(source) as folder:
         rewrite_dataset(folder / name, dataset, value)
         assert_read_or_clear_error(folder, (name,))
