@@ -237,7 +237,7 @@ def _entries_array(array: np.ndarray, path: Path) -> np.ndarray:
         raise DeephError(f"entries has dtype {array.dtype}, expected float64 or complex128", path)
     if array.ndim != 1:
         raise DeephError(f"entries has shape {array.shape}, expected one dimension", path)
-    return array.astype(np.result_type(array.dtype, np.float64), copy=False)
+    return array.astype(np.complex128 if array.dtype.kind == "c" else np.float64, copy=False)
 
 
 def check_matrix_layout(pairs, shapes, bounds, entries, path: Path) -> None:
