@@ -81,20 +81,67 @@ class DeephStructure:
 
 
 # -- info.json -------------------------------------------------------------------------------------
+MAX_SHELL_L = 8  # beyond any Gaussian or numerical atomic basis in use (k shells); larger is garbage
+
+
 def read_info(path: str | Path) -> dict:
+    """info.json as a dict, its keys checked for presence and type (see :func:`check_info`)."""
     path = Path(path)
     if not path.is_file():
         raise DeephError("file not found", path)
     try:
-        info = json.loads(path.read_text())
+        info = json.loads(path.read_bytes())
     except json.JSONDecodeError as exc:
         raise DeephError(f"not valid JSON (truncated or malformed: {exc.msg} at line {exc.lineno})", path) from None
+    except (UnicodeDecodeError, RecursionError) as exc:  # binary garbage; absurdly deep nesting
+        raise DeephError(f"not valid JSON ({type(exc).__name__})", path) from None
+    except OSError as exc:
+        raise DeephError(f"cannot read ({exc})", path) from None
     if not isinstance(info, dict):
-        raise DeephError("expected a JSON object", path)
+        raise DeephError(f"expected a JSON object, found a {type(info).__name__}", path)
     missing = [k for k in REQUIRED_INFO_KEYS if k not in info]
     if missing:
         raise DeephError(f"missing key(s) {', '.join(missing)}", path)
+    check_info(info, path)
     return info
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _short(x, width: int = 60) -> str:
+    """repr of a found value, cut so that a huge one keeps the message to one readable line."""
+    text = repr(x)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def check_info(info: dict, path: Path) -> None:
+    """The keys deeph-jax uses have the types of the data contract (DESIGN.md section 1)."""
+    for key in ("atoms_quantity", "orbits_quantity"):
+        if not _is_int(info[key]) or info[key] < 0:
+            raise DeephError(f"{key} must be a non-negative integer, found {_short(info[key])}", path)
+    for key in ("spinful", "orthogonal_basis"):
+        if key in info and not isinstance(info[key], bool):
+            raise DeephError(f"{key} must be true or false, found {_short(info[key])}", path)
+    for key in ("fermi_energy_eV", "occupation"):
+        if info.get(key) is not None and not _is_number(info[key]):
+            raise DeephError(f"{key} must be a number or null, found {_short(info[key])}", path)
+    check_orbital_map(info["elements_orbital_map"], path)
+
+
+def check_orbital_map(orbital_map, path: Path) -> None:
+    """``{"element": [l of each shell, ...]}`` with integer l in 0..MAX_SHELL_L."""
+    if not isinstance(orbital_map, dict):
+        raise DeephError(f"elements_orbital_map must be an object, found a {type(orbital_map).__name__}", path)
+    for element, shells in orbital_map.items():
+        if not isinstance(shells, list) or not all(_is_int(l) and 0 <= l <= MAX_SHELL_L for l in shells):
+            raise DeephError(f"elements_orbital_map[{element!r}] must be a list of shell l in 0..{MAX_SHELL_L}, "
+                             f"found {_short(shells)}", path)
 
 
 def write_info(path: str | Path, info: dict) -> None:
@@ -137,25 +184,64 @@ def write_poscar(path: str | Path, structure: Structure) -> None:
 
 
 # -- matrix h5 -------------------------------------------------------------------------------------
-def read_matrix(path: str | Path) -> BlockSparse:
-    """Read one DeepH matrix file, checking its four datasets for consistency and finiteness."""
+# A dataset may decompress to at most this many times its file's size: deflate (gzip) tops out near
+# 1032:1. Claims beyond that come from a damaged header, and reading them would exhaust memory.
+MAX_EXPANSION = 1100
+MIN_DATASET_LIMIT = 1 << 26  # bytes; small files may still hold a few MB of well-compressed zeros
+
+
+def read_h5_datasets(path: str | Path, names=MATRIX_DATASETS) -> dict[str, np.ndarray]:
+    """The named datasets of an HDF5 file as numpy arrays; any damage becomes one DeephError."""
     path = Path(path)
     if not path.is_file():
         raise DeephError("file not found", path)
-    if not h5py.is_hdf5(path):
+    try:
+        is_hdf5 = h5py.is_hdf5(path)
+        limit = max(MIN_DATASET_LIMIT, MAX_EXPANSION * path.stat().st_size)
+    except OSError as exc:
+        raise DeephError(f"cannot read ({exc})", path) from None
+    if not is_hdf5:
         raise DeephError("not an HDF5 file", path)
     try:
         with h5py.File(path, "r") as f:
-            missing = [k for k in MATRIX_DATASETS if k not in f]
+            missing = [k for k in names if k not in f]
             if missing:
                 raise DeephError(f"missing dataset(s) {', '.join(missing)}", path)
-            arrays = {k: f[k][()] for k in MATRIX_DATASETS}
-    except OSError as exc:
-        raise DeephError(f"cannot read HDF5 ({exc})", path) from None
-    pairs = np.asarray(arrays["atom_pairs"])
-    shapes = np.asarray(arrays["chunk_shapes"])
-    bounds = np.asarray(arrays["chunk_boundaries"])
-    entries = np.asarray(arrays["entries"])
+            return {k: _read_dataset(f[k], k, limit, path) for k in names}
+    except DeephError:
+        raise
+    except Exception as exc:  # h5py raises OSError, RuntimeError, KeyError, ValueError... on a damaged file
+        raise DeephError(f"cannot read HDF5, damaged file? ({type(exc).__name__}: {exc})", path) from None
+
+
+def _read_dataset(item, name: str, limit: int, path: Path) -> np.ndarray:
+    if not isinstance(item, h5py.Dataset):
+        raise DeephError(f"{name} is not a dataset (an HDF5 {type(item).__name__})", path)
+    if item.shape is None:
+        raise DeephError(f"{name} is an empty dataset (no dataspace)", path)
+    claimed = int(item.size or 0) * item.dtype.itemsize
+    if claimed > limit:
+        raise DeephError(f"{name} claims {claimed} bytes, more than this file can hold: damaged header?", path)
+    return np.asarray(item[()])
+
+
+def _integer_array(array: np.ndarray, name: str, path: Path) -> np.ndarray:
+    if array.dtype.kind not in "iu":
+        raise DeephError(f"{name} has dtype {array.dtype}, expected integers", path)
+    return array.astype(np.int64)
+
+
+def _entries_array(array: np.ndarray, path: Path) -> np.ndarray:
+    """float64 or complex128 (float32 and complex64 files are widened)."""
+    if array.dtype.kind not in "fc":
+        raise DeephError(f"entries has dtype {array.dtype}, expected float64 or complex128", path)
+    if array.ndim != 1:
+        raise DeephError(f"entries has shape {array.shape}, expected one dimension", path)
+    return array.astype(np.complex128 if array.dtype.kind == "c" else np.float64, copy=False)
+
+
+def check_matrix_layout(pairs, shapes, bounds, entries, path: Path) -> None:
+    """Shapes of the four arrays agree, blocks tile ``entries`` exactly, and no (R, i, j) repeats."""
     n = pairs.shape[0] if pairs.ndim == 2 else -1
     if pairs.ndim != 2 or pairs.shape[1] != 5:
         raise DeephError(f"atom_pairs has shape {pairs.shape}, expected (n_blocks, 5)", path)
@@ -163,18 +249,35 @@ def read_matrix(path: str | Path) -> BlockSparse:
         raise DeephError(f"chunk_shapes has shape {shapes.shape}, expected ({n}, 2)", path)
     if bounds.shape != (n + 1,):
         raise DeephError(f"chunk_boundaries has shape {bounds.shape}, expected ({n + 1},)", path)
-    sizes = shapes[:, 0].astype(np.int64) * shapes[:, 1]
+    if np.any(shapes < 0) or np.any(shapes > entries.shape[0]):
+        raise DeephError(f"chunk_shapes outside 0..{entries.shape[0]} (the number of entries)", path)
+    sizes = shapes[:, 0] * shapes[:, 1]  # no overflow: each factor is at most len(entries)
     if bounds[0] != 0 or np.any(np.diff(bounds) != sizes) or bounds[-1] != entries.shape[0]:
         raise DeephError(
             f"chunk_boundaries inconsistent with chunk_shapes and entries "
-            f"(last boundary {bounds[-1] if n >= 0 else '?'}, entries {entries.shape[0]})",
+            f"(last boundary {bounds[-1]}, entries {entries.shape[0]})",
             path,
         )
+    unique, first, counts = np.unique(pairs, axis=0, return_index=True, return_counts=True)
+    if unique.shape[0] != n:
+        twice = pairs[first[np.nonzero(counts > 1)[0][0]]]
+        raise DeephError(f"atom_pairs lists block {twice.tolist()} more than once", path)
+
+
+def read_matrix(path: str | Path) -> BlockSparse:
+    """Read one DeepH matrix file, checking its four datasets for dtype, consistency and finiteness."""
+    path = Path(path)
+    arrays = read_h5_datasets(path)
+    pairs = _integer_array(arrays["atom_pairs"], "atom_pairs", path)
+    shapes = _integer_array(arrays["chunk_shapes"], "chunk_shapes", path)
+    bounds = _integer_array(arrays["chunk_boundaries"], "chunk_boundaries", path)
+    entries = _entries_array(arrays["entries"], path)
+    check_matrix_layout(pairs, shapes, bounds, entries, path)
     if not np.all(np.isfinite(entries)):
         bad = int(np.nonzero(~np.isfinite(entries))[0][0])
         block = int(np.searchsorted(bounds, bad, side="right") - 1)
         raise DeephError(f"entries contain NaN/Inf (first in block {pairs[block].tolist()})", path)
-    return BlockSparse(pairs.astype(np.int64), shapes.astype(np.int64), bounds.astype(np.int64), entries)
+    return BlockSparse(pairs, shapes, bounds, entries)
 
 
 def write_matrix(path: str | Path, matrix: BlockSparse, compression: str | None = None) -> None:
