@@ -31,15 +31,21 @@ def wigner_D(l: int, Q: np.ndarray, parity: int | None = None) -> np.ndarray:
     ``parity`` defaults to (-1)^l (orbitals, spherical harmonics); pass -(-1)^l for the
     pseudo-tensor irreps that appear in blocks (e.g. 1e in p x p).
     """
+    import jax
+
     p = (-1) ** l if parity is None else parity
     Q = np.asarray(Q, dtype=np.float64)
-    return np.asarray(e3nn.Irrep(l, p).D_from_matrix(PERM @ Q @ PERM.T), dtype=np.float64)
+    with jax.enable_x64(True):  # e3nn builds D in JAX's default precision: float32 would stop checks at 1e-7
+        return np.asarray(e3nn.Irrep(l, p).D_from_matrix(PERM @ Q @ PERM.T), dtype=np.float64)
 
 
 def irreps_D(irreps, Q: np.ndarray) -> np.ndarray:
     """(dim, dim) block-diagonal D of an e3nn ``Irreps`` (in the model frame) for Q."""
+    import jax
+
     irreps = e3nn.Irreps(irreps)
-    return np.asarray(irreps.D_from_matrix(PERM @ np.asarray(Q, np.float64) @ PERM.T), dtype=np.float64)
+    with jax.enable_x64(True):
+        return np.asarray(irreps.D_from_matrix(PERM @ np.asarray(Q, np.float64) @ PERM.T), dtype=np.float64)
 
 
 def atom_D(basis: OrbitalBasis, element: str, Q: np.ndarray) -> np.ndarray:
