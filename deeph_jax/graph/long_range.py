@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from deeph_jax.graph.pairs import PairGraph
+from deeph_jax.graph.pairs import Cutoff, PairGraph, build_graph
 
 
 def element_potentials(positions: np.ndarray, cell: np.ndarray | None, symbols: Sequence[str],
@@ -45,4 +45,11 @@ def attach_long_range(graph: PairGraph, elements: Sequence[str], alpha: float | 
     return replace(graph, node_potentials=element_potentials(graph.positions, cell, graph.symbols, elements, alpha))
 
 
-__all__ = ["attach_long_range", "element_potentials"]
+def build_model_graph(structure, cutoff: Cutoff, elements: Sequence[str],
+                      long_range_alpha: float | None = None) -> PairGraph:
+    """The graph a model sees: the pair graph within ``cutoff`` (A), with the long-range potentials of the
+    model's ``elements`` when it has that channel (``long_range_alpha`` in 1/A, else None)."""
+    return attach_long_range(build_graph(structure, cutoff), elements, long_range_alpha, structure.periodic)
+
+
+__all__ = ["attach_long_range", "build_model_graph", "element_potentials"]

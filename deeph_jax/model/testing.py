@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deeph_jax.graph import attach_long_range, batch_graphs, build_graph
+from deeph_jax.graph import batch_graphs, build_model_graph
 from deeph_jax.io.basis import OrbitalBasis
 from deeph_jax.io.structures import Structure
 from deeph_jax.model.irreps_blocks import model_elements
@@ -36,8 +36,7 @@ def permuted(structure: Structure, perm: np.ndarray) -> Structure:
 
 def graph_of(structure: Structure, cutoff, basis: OrbitalBasis, long_range_alpha: float | None = None):
     """The pair graph a model sees: with the long-range potentials when the model has that channel."""
-    return attach_long_range(build_graph(structure, cutoff), model_elements(basis), long_range_alpha,
-                             structure.periodic)
+    return build_model_graph(structure, cutoff, model_elements(basis), long_range_alpha)
 
 
 def predict(apply_fn, params, graph, basis: OrbitalBasis, dtype=np.float32, sizes=None):
