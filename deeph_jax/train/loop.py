@@ -22,7 +22,7 @@ from deeph_jax.errors import DeephError
 from deeph_jax.io import OrbitalBasis, read_deeph_dir
 from deeph_jax.io.atomic import write_text_atomic
 from deeph_jax.train import data as D
-from deeph_jax.train.config import save_config
+from deeph_jax.train.config import TrainConfig, check_config, save_config
 from deeph_jax.units import EV_TO_MICROHARTREE
 
 METRIC_FIELDS = ["step", "epoch", "wall_time_s", "lr", "train_loss", "train_mae_eV",
@@ -68,6 +68,30 @@ def _read_metrics(path: Path, upto_step: int) -> list[dict]:
     return rows
 
 
+def check_model_fits_basis(model_config, layout, basis: OrbitalBasis) -> None:
+    """One line when the model's edge irreps cannot emit every block of the dataset's basis.
+
+    A Linear cannot create an irrep its input lacks, so each L of the blocks (l1 x l2 ->
+    |l1 - l2| .. l1 + l2) needs L <= model.lmax and edge_channels[L] > 0.
+    """
+    need = sorted({ir.l for _, ir in layout.irreps})
+    from deeph_jax.io.inspect import SHELL_LETTERS
+
+    shells = ", ".join(f"{e} {''.join(SHELL_LETTERS[l] for l in basis.shells[e])}" for e in sorted(basis.elements))
+    if need[-1] > model_config.lmax:
+        raise DeephError(f"model.lmax = {model_config.lmax} is too small for the dataset basis ({shells}): its "
+                         f"blocks need irreps up to L = {need[-1]}; set model.lmax >= {need[-1]}")
+    missing = [L for L in need if model_config.edge_channels[L] == 0]
+    if missing:
+        raise DeephError(f"model.edge_channels = {list(model_config.edge_channels)} has no channels for L = "
+                         f"{missing}, needed by the blocks of the dataset basis ({shells})")
+
+
+def check_bundle_folder(path) -> None:
+    if not (Path(path) / "model.yaml").is_file():
+        raise DeephError("train.init_from: not an inference bundle (no model.yaml)", path)
+
+
 class Trainer:
     """Holds what a run needs; :meth:`run` trains to ``train.steps``."""
 
@@ -76,13 +100,15 @@ class Trainer:
         from deeph_jax.model.irreps_blocks import build_layout, model_elements
         from deeph_jax.model.network import HamiltonianNet
 
+        config = check_config(config)
         init_distributed(config["distributed"])
-        self.config, self.tc = config, config["train"]
+        self.config = config
+        self.tc = TrainConfig.from_dict(config["train"])
         self.run_dir = Path(run_dir)
         self.is_main = jax.process_index() == 0
-        if self.tc["precision"] == "float64":
+        if self.tc.precision == "float64":
             jax.config.update("jax_enable_x64", True)
-        self.dtype = np.float64 if self.tc["precision"] == "float64" else np.float32
+        self.dtype = np.float64 if self.tc.precision == "float64" else np.float32
 
         dc = config["data"]
         if not dc["train"]:
@@ -104,16 +130,19 @@ class Trainer:
                 raise DeephError(f"dataset basis {self.basis.to_orbital_map()} differs from the checkpoint's "
                                  f"{saved.to_orbital_map()}", basis_file)
         self.model_config = ModelConfig.from_dict(config["model"])
+        self.layout = build_layout(self.basis)
+        check_model_fits_basis(self.model_config, self.layout, self.basis)
+        if self.tc.init_from and not resume:
+            check_bundle_folder(self.tc.init_from)
         self.cutoff = self.model_config.cutoff
         self.model = HamiltonianNet(self.model_config, self.basis)
-        self.layout = build_layout(self.basis)
         self.elements = model_elements(self.basis)
         self.train_cache = D.SampleCache(self.train_dirs, self.basis, self.cutoff)
         self.val_samples = None
 
         devices = list(devices or jax.devices())
         self.n_shards = len(devices)
-        B = int(self.tc["batch_size"])
+        B = self.tc.batch_size
         if B % self.n_shards:
             raise DeephError(f"train.batch_size {B} must be a multiple of the {self.n_shards} devices")
         from jax.sharding import Mesh
@@ -138,8 +167,8 @@ class Trainer:
     # -- batches ----------------------------------------------------------------------------------
     def local_batch(self, step: int):
         """The stacked batch of this host's devices for global step ``step``, and the epoch."""
-        B = int(self.tc["batch_size"])
-        idx, epoch = D.global_batch_indices(len(self.train_dirs), B, int(self.tc["seed"]), step)
+        B = self.tc.batch_size
+        idx, epoch = D.global_batch_indices(len(self.train_dirs), B, self.tc.seed, step)
         per = B // self.n_shards
         shards = []
         for k in self.local_shards:
@@ -167,7 +196,7 @@ class Trainer:
         local = jax.tree_util.tree_map(lambda x: np.asarray(x), params)
         preds = predict_samples(self.predict, local, samples, self.elements, self.dtype)
         bd = breakdown(samples, preds, self.basis)
-        w = float(self.tc["overlap_weight"])
+        w = self.tc.overlap_weight
         loss = float(np.mean(bd.abs_err_h**2) + w * np.mean(bd.abs_err_s**2))
         return loss, bd
 
@@ -198,20 +227,20 @@ class Trainer:
         self.predict = make_predict(self.model)
         example, _ = self.local_batch(0)
         example0 = jax.tree_util.tree_map(lambda x: x[0], example)
-        state = init_state(self.model, tx, jax.random.PRNGKey(int(tc["seed"])), example0)
+        state = init_state(self.model, tx, jax.random.PRNGKey(tc.seed), example0)
         if not resume:
             from deeph_jax.train.normalize import normalized_params
             from deeph_jax.train.step import TrainState
 
-            if tc["init_from"]:
-                params = self.initial_params_from_bundle(tc["init_from"], state.params)
+            if tc.init_from:
+                params = self.initial_params_from_bundle(tc.init_from, state.params)
             else:
                 stats_samples = [self.train_cache[i] for i in range(min(len(self.train_cache), 200))]
                 params = normalized_params(state.params, stats_samples, self.layout, self.elements)
                 if self.is_main:
                     print(D.dropped_summary(stats_samples, self.cutoff))
             state = TrainState(params, tx.init(params), jax.tree_util.tree_map(jax.numpy.array, params), state.step)
-        ckpts = Checkpoints(self.run_dir, int(tc["keep_checkpoints"]))
+        ckpts = Checkpoints(self.run_dir, tc.keep_checkpoints)
         rows: list[dict] = []
         if resume:
             state = ckpts.restore(state)
@@ -229,10 +258,10 @@ class Trainer:
         from jax.sharding import NamedSharding, PartitionSpec
 
         state = jax.device_put(state, NamedSharding(self.mesh, PartitionSpec()))
-        total = int(tc["steps"])
+        total = tc.steps
         start = int(state.step)
         t_start = time.perf_counter() - (rows[-1]["wall_time_s"] if rows else 0.0)
-        bar = tqdm(total=total, initial=start, desc="train", unit="step", disable=not (tc["progress"] and self.is_main))
+        bar = tqdm(total=total, initial=start, desc="train", unit="step", disable=not (tc.progress and self.is_main))
         recent = []
         last_epoch = None
         step = start
@@ -252,11 +281,11 @@ class Trainer:
             recent.append((loss, float(m["mae_h"])))
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3e}", mae_meV=f"{1e3 * float(m['mae_h']):.1f}")
-            if tc["time_limit_minutes"] and time.perf_counter() - t_start > 60 * float(tc["time_limit_minutes"]):
-                bar.write(f"time limit of {tc['time_limit_minutes']} min reached at step {step}")
+            if tc.time_limit_minutes and time.perf_counter() - t_start > 60 * tc.time_limit_minutes:
+                bar.write(f"time limit of {tc.time_limit_minutes} min reached at step {step}")
                 total = step
-            do_eval = step % int(tc["eval_every"]) == 0 or step == total
-            if step % int(tc["log_every"]) == 0 or do_eval:
+            do_eval = step % tc.eval_every == 0 or step == total
+            if step % tc.log_every == 0 or do_eval:
                 row = {"step": step, "epoch": epoch, "wall_time_s": time.perf_counter() - t_start,
                        "lr": float(schedule(step)), "train_loss": float(np.mean([r[0] for r in recent])),
                        "train_mae_eV": float(np.mean([r[1] for r in recent]))}
@@ -280,7 +309,7 @@ class Trainer:
             if epoch != last_epoch and last_epoch is not None:
                 self.log(f"epoch {last_epoch} done at step {step}: loss {loss:.4e}")
             last_epoch = epoch
-            if step % int(tc["checkpoint_every"]) == 0 or step == total:
+            if step % tc.checkpoint_every == 0 or step == total:
                 ckpts.save(state)
         bar.close()
         result = {"steps": step, "wall_time_s": time.perf_counter() - t_start, "n_params": n_params,

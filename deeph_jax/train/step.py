@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from deeph_jax.model.irreps_blocks import BlockLayout, entry_mask
+from deeph_jax.train.config import TrainConfig
 
 
 class TrainState(NamedTuple):
@@ -26,21 +27,23 @@ class TrainState(NamedTuple):
     step: jnp.ndarray  # int32 scalar
 
 
-def make_schedule(tc: dict):
-    peak, steps, warm = float(tc["lr"]), int(tc["steps"]), int(tc["warmup_steps"])
-    if tc["schedule"] == "constant":
-        return optax.join_schedules([optax.linear_schedule(0.0, peak, max(warm, 1)), optax.constant_schedule(peak)], [warm])
-    if tc["schedule"] == "cosine":
-        return optax.warmup_cosine_decay_schedule(0.0, peak, max(warm, 1), max(steps, warm + 1),
-                                                  end_value=peak * float(tc["final_lr_fraction"]))
-    raise ValueError(f"unknown schedule {tc['schedule']!r} (cosine | constant)")
+def make_schedule(tc: TrainConfig | dict):
+    """Learning rate per step: linear warmup to ``tc.lr``, then cosine decay or constant."""
+    tc = TrainConfig.coerce(tc)
+    warm = max(tc.warmup_steps, 1)
+    if tc.schedule == "constant":
+        return optax.join_schedules([optax.linear_schedule(0.0, tc.lr, warm), optax.constant_schedule(tc.lr)],
+                                    [tc.warmup_steps])
+    return optax.warmup_cosine_decay_schedule(0.0, tc.lr, warm, max(tc.steps, tc.warmup_steps + 1),
+                                              end_value=tc.lr * tc.final_lr_fraction)
 
 
-def make_optimizer(tc: dict) -> optax.GradientTransformation:
+def make_optimizer(tc: TrainConfig | dict) -> optax.GradientTransformation:
+    tc = TrainConfig.coerce(tc)
     parts = []
-    if tc["grad_clip"]:
-        parts.append(optax.clip_by_global_norm(float(tc["grad_clip"])))
-    parts.append(optax.adamw(make_schedule(tc), weight_decay=float(tc["weight_decay"])))
+    if tc.grad_clip is not None:
+        parts.append(optax.clip_by_global_norm(tc.grad_clip))
+    parts.append(optax.adamw(make_schedule(tc), weight_decay=tc.weight_decay))
     return optax.chain(*parts)
 
 
@@ -68,10 +71,11 @@ def stacked_errors(model, layout, params, stacked):
     return jax.tree_util.tree_map(jnp.sum, per_device)
 
 
-def make_train_step(model, layout: BlockLayout, tx: optax.GradientTransformation, tc: dict, mesh=None):
+def make_train_step(model, layout: BlockLayout, tx: optax.GradientTransformation, tc: TrainConfig | dict, mesh=None):
     """``train_step(state, stacked_batch) -> (state, metrics)``, jitted (sharded when ``mesh``)."""
-    w_s = float(tc["overlap_weight"])
-    decay = tc["ema_decay"]
+    tc = TrainConfig.coerce(tc)
+    w_s = tc.overlap_weight
+    decay = tc.ema_decay
 
     def loss_fn(params, stacked):
         e = stacked_errors(model, layout, params, stacked)
