@@ -78,7 +78,7 @@ def run_demo(dataset: Path, out: Path, steps: int | None = None, n_test: int = 1
     config = load_config(REPO / "configs" / "demo.yaml", overrides)
     run_dir = out / "run"
     t0 = time.perf_counter()
-    result = train(config, run_dir)
+    result = train(config, run_dir, overwrite=True)  # the demo's own folder: a rerun replaces it
     how = "fine-tuned shipped model" if config["train"]["init_from"] else "from scratch"
     stages.add("train", f"{result['steps']} steps ({how}), validation MAE {1e3 * result['best_val_mae_eV']:.2f} meV",
                time.perf_counter() - t0, steps=result["steps"], val_mae_meV=1e3 * result["best_val_mae_eV"])

@@ -26,9 +26,13 @@ def _from_tree(tree: dict) -> TrainState:
 
 
 class Checkpoints:
-    """``run_dir/checkpoints/last`` (keeps ``keep``) and ``run_dir/checkpoints/best`` (keeps 1)."""
+    """``run_dir/checkpoints/last`` (keeps ``keep``) and ``run_dir/checkpoints/best`` (keeps 1).
 
-    def __init__(self, run_dir: str | Path, keep: int = 3):
+    ``fresh``: a new run, which must find no checkpoint (an old run's steps would be skipped
+    as already saved and its best would be taken over); see :mod:`deeph_jax.train.run_folder`.
+    """
+
+    def __init__(self, run_dir: str | Path, keep: int = 3, fresh: bool = False):
         root = Path(run_dir).resolve() / "checkpoints"
         opts = dict(create=True, enable_async_checkpointing=False)
         self.last = ocp.CheckpointManager(root / "last", options=ocp.CheckpointManagerOptions(max_to_keep=keep, **opts))
@@ -36,6 +40,10 @@ class Checkpoints:
             root / "best",
             options=ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m["val_mae_h"], best_mode="min", **opts),
         )
+        if fresh and (self.last.latest_step() is not None or self.best.latest_step() is not None):
+            self.close()
+            raise DeephError("checkpoints of another run are here; a new run needs an empty run folder "
+                             "(--overwrite clears it)", root)
 
     def save(self, state: TrainState, best_metrics: dict | None = None) -> None:
         step = int(state.step)
@@ -48,6 +56,10 @@ class Checkpoints:
 
     def latest_step(self) -> int | None:
         return self.last.latest_step()
+
+    def best_step(self) -> int | None:
+        """Step of the best checkpoint (lowest validation H MAE), None before any."""
+        return self.best.best_step()
 
     def best_value(self) -> float | None:
         step = self.best.best_step()

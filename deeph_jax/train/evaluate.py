@@ -1,7 +1,8 @@
 """Validation: predicted blocks of whole structures, MAE, and the error breakdown users read.
 
-The breakdown groups the absolute errors of real H entries by element pair, by shell pair
-(s-s, s-p, p-d, ...) and by pair distance: where a model is weak.
+The breakdown groups the absolute errors of real H entries by block (on-site: the self edge
+i == j, R = 0; off-site: all others), by element pair, by shell pair (s-s, s-p, p-d, ...) and by
+pair distance: where a model is weak.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from deeph_jax.io import OrbitalBasis
 from deeph_jax.io.inspect import SHELL_LETTERS
 from deeph_jax.units import EV_TO_MICROHARTREE
 
-DISTANCE_BINS = (0.0, 1e-6, 1.5, 2.5, 3.5, 4.5, 6.0, 8.0, np.inf)  # Angstrom; first bin = on-site
+ONSITE_DISTANCE = 1e-6  # Angstrom: only a self edge (i, i, R = 0) is shorter
+DISTANCE_BINS = (0.0, ONSITE_DISTANCE, 1.5, 2.5, 3.5, 4.5, 6.0, 8.0, np.inf)  # Angstrom; first bin = on-site
 
 
 def predict_samples(predict, params, samples, elements, dtype, batch_size: int = 8):
@@ -43,6 +45,10 @@ def orbital_shell_l(basis: OrbitalBasis, element: str) -> np.ndarray:
     return np.concatenate([np.full(2 * l + 1, l) for l in basis.shells[element]])
 
 
+def _mean(x: np.ndarray) -> float:
+    return float(x.mean()) if x.size else float("nan")
+
+
 @dataclass
 class Breakdown:
     """Absolute errors of real H entries (eV) with their labels."""
@@ -60,12 +66,36 @@ class Breakdown:
         return float(self.abs_err_h.mean()) if self.abs_err_h.size else float("nan")
 
     @property
+    def onsite(self) -> np.ndarray:
+        """(entries,) bool: entries of on-site blocks (self edge i == j, R = 0)."""
+        return self.distance < ONSITE_DISTANCE
+
+    @property
+    def mae_h_onsite_eV(self) -> float:
+        return _mean(self.abs_err_h[self.onsite])
+
+    @property
+    def mae_h_offsite_eV(self) -> float:
+        return _mean(self.abs_err_h[~self.onsite])
+
+    def loss(self, onsite_weight: float = 1.0, offsite_weight: float = 1.0, overlap_weight: float = 1.0) -> float:
+        """The training loss (see :func:`deeph_jax.train.step.weighted_loss`) over these entries, eV^2."""
+        sq_h = self.abs_err_h**2
+        terms = [(onsite_weight, sq_h[self.onsite]), (offsite_weight, sq_h[~self.onsite]),
+                 (overlap_weight, self.abs_err_s**2)]
+        return float(sum(w * x.mean() for w, x in terms if w and x.size))
+
+    @property
     def mae_s(self) -> float:
         return float(self.abs_err_s.mean()) if self.abs_err_s.size else float("nan")
 
     def table(self) -> list[tuple[str, str, int, float, float]]:
         """Rows (group, label, entries, MAE meV, MAE micro-Hartree)."""
         rows = []
+        for lab, sel in (("on-site", self.onsite), ("off-site", ~self.onsite)):
+            if sel.any():
+                rows.append(("block", lab, int(sel.sum()), 1e3 * self.abs_err_h[sel].mean(),
+                             EV_TO_MICROHARTREE * self.abs_err_h[sel].mean()))
         for group, labels in (("element pair", self.element_pair), ("shell pair", self.shell_pair)):
             for lab in sorted(set(labels.tolist())):
                 sel = labels == lab

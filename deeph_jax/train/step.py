@@ -1,10 +1,12 @@
-"""The pure training step: masked block losses, optax update, EMA; jitted over a device mesh.
+"""The pure training step: masked block losses (on-site and off-site H apart), optax update, EMA;
+jitted over a device mesh.
 
 Data parallelism is ``jax.jit`` with a 1-D device ``Mesh`` (axis ``"data"``): the batch is
 stacked on a leading device axis and sharded along it, parameters are replicated, and XLA
 inserts the gradient all-reduce. This is the modern equivalent of ``pmap`` and the same code
 runs on one device, several local devices, or devices over several hosts (``jax.distributed``).
-The loss is normalized by the global number of real block entries, not per device.
+The loss is normalized by the global numbers of real block entries (on-site and off-site H
+blocks apart, see :func:`weighted_loss`), not per device.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import optax
 
 from deeph_jax.model.irreps_blocks import BlockLayout, entry_mask
+from deeph_jax.train.config import TrainConfig
 
 
 class TrainState(NamedTuple):
@@ -26,39 +29,53 @@ class TrainState(NamedTuple):
     step: jnp.ndarray  # int32 scalar
 
 
-def make_schedule(tc: dict):
-    peak, steps, warm = float(tc["lr"]), int(tc["steps"]), int(tc["warmup_steps"])
-    if tc["schedule"] == "constant":
-        return optax.join_schedules([optax.linear_schedule(0.0, peak, max(warm, 1)), optax.constant_schedule(peak)], [warm])
-    if tc["schedule"] == "cosine":
-        return optax.warmup_cosine_decay_schedule(0.0, peak, max(warm, 1), max(steps, warm + 1),
-                                                  end_value=peak * float(tc["final_lr_fraction"]))
-    raise ValueError(f"unknown schedule {tc['schedule']!r} (cosine | constant)")
+def make_schedule(tc: TrainConfig | dict):
+    """Learning rate per step: linear warmup to ``tc.lr``, then cosine decay or constant."""
+    tc = TrainConfig.coerce(tc)
+    warm = max(tc.warmup_steps, 1)
+    if tc.schedule == "constant":
+        return optax.join_schedules([optax.linear_schedule(0.0, tc.lr, warm), optax.constant_schedule(tc.lr)],
+                                    [tc.warmup_steps])
+    return optax.warmup_cosine_decay_schedule(0.0, tc.lr, warm, max(tc.steps, tc.warmup_steps + 1),
+                                              end_value=tc.lr * tc.final_lr_fraction)
 
 
-def make_optimizer(tc: dict) -> optax.GradientTransformation:
+def make_optimizer(tc: TrainConfig | dict) -> optax.GradientTransformation:
+    tc = TrainConfig.coerce(tc)
     parts = []
-    if tc["grad_clip"]:
-        parts.append(optax.clip_by_global_norm(float(tc["grad_clip"])))
-    parts.append(optax.adamw(make_schedule(tc), weight_decay=float(tc["weight_decay"])))
+    if tc.grad_clip is not None:
+        parts.append(optax.clip_by_global_norm(tc.grad_clip))
+    parts.append(optax.adamw(make_schedule(tc), weight_decay=tc.weight_decay))
     return optax.chain(*parts)
+
+
+def onsite_edges(batch):
+    """(E,) bool: self edges (i, i, R = 0), the edges of on-site blocks (their vector is exactly 0)."""
+    return (batch.senders == batch.receivers) & jnp.all(batch.vectors == 0, axis=-1)
 
 
 def block_errors(model, layout: BlockLayout, params, batch):
     """Sums over one (unstacked) batch: squared and absolute errors of H (eV) and S on real entries.
 
-    Returns dict of scalars: sse_h, sse_s, sae_h, sae_s, count.
+    Returns dict of scalars: sse_h, sse_s, sae_h, sae_s, count (all blocks), and the H sums and
+    entry counts of on-site and off-site blocks apart: sse_h_onsite, sae_h_onsite, count_onsite,
+    sse_h_offsite, sae_h_offsite, count_offsite.
     """
     h, s = model.apply(params, batch)
     species = batch.species
     mask = entry_mask(layout, species[batch.senders], species[batch.receivers])
     mask = mask & batch.block_mask[:, None, None] & batch.edge_mask[:, None, None]
     m = mask.astype(h.dtype)
+    on = onsite_edges(batch)[:, None, None].astype(h.dtype)
     dh, ds = (h - batch.h_blocks) * m, (s - batch.s_blocks) * m
+    sq_h, abs_h = dh * dh, jnp.abs(dh)
     return {
-        "sse_h": jnp.sum(dh * dh), "sse_s": jnp.sum(ds * ds),
-        "sae_h": jnp.sum(jnp.abs(dh)), "sae_s": jnp.sum(jnp.abs(ds)),
+        "sse_h": jnp.sum(sq_h), "sse_s": jnp.sum(ds * ds),
+        "sae_h": jnp.sum(abs_h), "sae_s": jnp.sum(jnp.abs(ds)),
         "count": jnp.sum(m),
+        "sse_h_onsite": jnp.sum(sq_h * on), "sae_h_onsite": jnp.sum(abs_h * on), "count_onsite": jnp.sum(m * on),
+        "sse_h_offsite": jnp.sum(sq_h * (1 - on)), "sae_h_offsite": jnp.sum(abs_h * (1 - on)),
+        "count_offsite": jnp.sum(m * (1 - on)),
     }
 
 
@@ -68,16 +85,35 @@ def stacked_errors(model, layout, params, stacked):
     return jax.tree_util.tree_map(jnp.sum, per_device)
 
 
-def make_train_step(model, layout: BlockLayout, tx: optax.GradientTransformation, tc: dict, mesh=None):
-    """``train_step(state, stacked_batch) -> (state, metrics)``, jitted (sharded when ``mesh``)."""
-    w_s = float(tc["overlap_weight"])
-    decay = tc["ema_decay"]
+def _mean(total, count):
+    return total / jnp.maximum(count, 1.0)
+
+
+def weighted_loss(e: dict, tc: TrainConfig):
+    """The loss from error sums (global over devices): each term is a mean over its own entries,
+
+        onsite_weight * MSE(on-site H) + offsite_weight * MSE(off-site H) + overlap_weight * MSE(S),
+
+    in eV^2 for H; S is left out (not differentiated) when its weight is 0.
+    """
+    loss = tc.onsite_weight * _mean(e["sse_h_onsite"], e["count_onsite"])
+    loss = loss + tc.offsite_weight * _mean(e["sse_h_offsite"], e["count_offsite"])
+    if tc.overlap_weight:
+        loss = loss + tc.overlap_weight * _mean(e["sse_s"], e["count"])
+    return loss
+
+
+def make_train_step(model, layout: BlockLayout, tx: optax.GradientTransformation, tc: TrainConfig | dict, mesh=None):
+    """``train_step(state, stacked_batch) -> (state, metrics)``, jitted (sharded when ``mesh``).
+
+    Metrics: loss, mae_h (eV, all blocks), mae_h_onsite, mae_h_offsite, mae_s, grad_norm.
+    """
+    tc = TrainConfig.coerce(tc)
+    decay = tc.ema_decay
 
     def loss_fn(params, stacked):
         e = stacked_errors(model, layout, params, stacked)
-        count = jnp.maximum(e["count"], 1.0)
-        loss = (e["sse_h"] + w_s * e["sse_s"]) / count
-        return loss, e
+        return weighted_loss(e, tc), e
 
     def train_step(state: TrainState, stacked):
         (loss, e), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, stacked)
@@ -89,8 +125,9 @@ def make_train_step(model, layout: BlockLayout, tx: optax.GradientTransformation
             ema = jax.tree_util.tree_map(lambda a, p: d * a + (1 - d) * p, state.ema, params)
         else:
             ema = params
-        count = jnp.maximum(e["count"], 1.0)
-        metrics = {"loss": loss, "mae_h": e["sae_h"] / count, "mae_s": e["sae_s"] / count,
+        metrics = {"loss": loss, "mae_h": _mean(e["sae_h"], e["count"]), "mae_s": _mean(e["sae_s"], e["count"]),
+                   "mae_h_onsite": _mean(e["sae_h_onsite"], e["count_onsite"]),
+                   "mae_h_offsite": _mean(e["sae_h_offsite"], e["count_offsite"]),
                    "grad_norm": optax.global_norm(grads)}
         return TrainState(params, opt_state, ema, state.step + 1), metrics
 
