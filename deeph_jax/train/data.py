@@ -22,7 +22,7 @@ from deeph_jax.graph import (
     GraphTargets,
     PairGraph,
     batch_graphs,
-    build_graph,
+    build_model_graph,
     dropped_blocks,
     padded_edge_blocks,
     padded_sizes,
@@ -81,11 +81,15 @@ def read_split_file(path: str | Path, root: str | Path) -> list[Path]:
     return dirs
 
 
-def load_sample(path: Path, basis: OrbitalBasis, cutoff: float, width: int) -> Sample:
+def load_sample(path: Path, basis: OrbitalBasis, cutoff: float, width: int,
+                long_range_alpha: float | None = None) -> Sample:
+    """One structure's graph (with the long-range potentials when ``long_range_alpha`` is set) and targets."""
+    from deeph_jax.model.irreps_blocks import model_elements
+
     data = read_deeph_dir(path)
     if data.spinful:
         raise DeephError("spinful Hamiltonians are not supported by the network yet", path)
-    graph = build_graph(data.structure, cutoff)
+    graph = build_model_graph(data.structure, cutoff, model_elements(basis), long_range_alpha)
     h, present = padded_edge_blocks(graph, data.hamiltonian, basis, width)
     s, _ = padded_edge_blocks(graph, data.overlap, basis, width)
     return Sample(str(path), graph, GraphTargets(h, s, present), dropped_blocks(graph, data.hamiltonian, data.overlap))
@@ -107,10 +111,12 @@ def dropped_summary(samples, cutoff: float) -> str:
 class SampleCache:
     """Loads structures on first use and keeps them (a host reads only the ones it trains on)."""
 
-    def __init__(self, dirs: Sequence[Path], basis: OrbitalBasis, cutoff: float):
+    def __init__(self, dirs: Sequence[Path], basis: OrbitalBasis, cutoff: float,
+                 long_range_alpha: float | None = None):
         self.dirs = list(dirs)
         self.basis = basis
         self.cutoff = cutoff
+        self.long_range_alpha = long_range_alpha
         self.width = max(basis.n_orbitals(e) for e in basis.elements)
         self._cache: dict[int, Sample] = {}
 
@@ -119,7 +125,7 @@ class SampleCache:
 
     def __getitem__(self, i: int) -> Sample:
         if i not in self._cache:
-            self._cache[i] = load_sample(self.dirs[i], self.basis, self.cutoff, self.width)
+            self._cache[i] = load_sample(self.dirs[i], self.basis, self.cutoff, self.width, self.long_range_alpha)
         return self._cache[i]
 
 

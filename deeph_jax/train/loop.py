@@ -122,7 +122,7 @@ class Trainer:
         self.cutoff = self.model_config.cutoff
         self.model = HamiltonianNet(self.model_config, self.basis)
         self.elements = model_elements(self.basis)
-        self.train_cache = D.SampleCache(self.train_dirs, self.basis, self.cutoff)
+        self.train_cache = self.sample_cache(self.train_dirs)
         self.val_samples = None
         self._plan_shards(list(devices or jax.devices()))
         if self.is_main:
@@ -190,6 +190,10 @@ class Trainer:
             shards += D.shard_batches(samples, 1, self.elements, self.dtype, sizes=self.shard_sizes)
         return D.stack_batches(shards), epoch
 
+    def sample_cache(self, dirs) -> D.SampleCache:
+        """Structures loaded as this model sees them (pair graph, long-range potentials, DFT targets)."""
+        return D.SampleCache(dirs, self.basis, self.cutoff, self.model_config.long_range_alpha)
+
     def log(self, text: str) -> None:
         if self.is_main:
             with open(self.run_dir / "log.txt", "a") as f:
@@ -202,7 +206,7 @@ class Trainer:
 
         if samples is None:
             if self.val_samples is None:
-                cache = D.SampleCache(self.val_dirs, self.basis, self.cutoff)
+                cache = self.sample_cache(self.val_dirs)
                 self.val_samples = [cache[i] for i in range(len(cache))]
             samples = self.val_samples
         if not samples:
@@ -422,7 +426,7 @@ class Trainer:
     def report_test(self, params, result: dict) -> dict:
         """The held-out test set (data.test) with the shipped parameters; bundle metadata."""
         test_dirs = D.list_structures(self.config["data"]["test"])
-        cache = D.SampleCache(test_dirs, self.basis, self.cutoff)
+        cache = self.sample_cache(test_dirs)
         _, bd = self.validate(params, [cache[i] for i in range(len(cache))])
         result.update(test_mae_eV=bd.mae_h_eV, n_test=len(test_dirs))
         print(f"test: MAE {1e3 * bd.mae_h_eV:.3f} meV = {EV_TO_MICROHARTREE * bd.mae_h_eV:.1f} uHa "
