@@ -53,10 +53,9 @@ class Predictor:
         return self._apply
 
     def check_elements(self, structure: Structure, path=None) -> None:
-        unknown = sorted(set(structure.symbols) - set(self.basis.elements))
-        if unknown:
-            raise DeephError(f"element(s) {', '.join(unknown)} not in the model (trained on "
-                             f"{', '.join(self.elements)})", path)
+        from deeph_jax.predict.compat import check_elements
+
+        check_elements(self.basis, structure.symbols, path)
 
 
 def load_predictor(path: str | Path) -> Predictor:
