@@ -101,3 +101,17 @@ def check_dos_grid(energies, sigma: float) -> None:
     if n > MAX_DOS_GRID:
         raise DeephError(f"--sigma {sigma:g} eV over the {span:.1f} eV range of the eigenvalues needs {n:,} grid points "
                          f"(over {MAX_DOS_GRID:,}): use --sigma >= {4 * span / MAX_DOS_GRID:.2g}")
+
+
+def check_kpath_periodic(segments, periodic, path=None) -> None:
+    """Every K_PATH point lies in the periodic directions: along a direction with no stored block
+    at R != 0 (a sheet's vacuum axis), H(k) does not depend on k, and the path's length would
+    count a move that changes nothing."""
+    import numpy as np
+
+    off = ~np.asarray(periodic, bool)
+    for n, seg in enumerate(segments, start=1):
+        if np.any(np.abs(np.stack([seg.start, seg.end])[:, off]) > 1e-8):
+            axes = ", ".join(f"b{i + 1}" for i in np.nonzero(off)[0])
+            raise DeephError(f"segment {n} ({seg.labels[0]}-{seg.labels[1]}) has k along {axes}, a non-periodic "
+                             f"direction (no stored block has R there): keep those k components zero", path)

@@ -80,6 +80,8 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
     periodic = periodic_of(data)
     if segments is None:
         segments = kp.auto_segments(data.structure, periodic, npoints)
+    else:
+        checks.check_kpath_periodic(segments, periodic, Path(kpath))
     path = kp.build_path(segments, data.structure.cell)
     n = int(data.atom_offsets[-1]) * (2 if data.spinful else 1)
     sparse = nbands is not None

@@ -66,6 +66,14 @@ def test_bad_request_is_one_line_and_writes_nothing(case, hbn, capsys):
     assert sorted(p.name for p in hbn.iterdir()) == before
 
 
+def test_kpath_off_the_sheet_plane_names_the_segment(hbn, capsys):
+    (hbn / "K_PATH").write_text("3 0 0 0 0.5 0 0 GAMMA M\n3 0.5 0 0 0.5 0 0.5 M L\n")
+    line = refused(["bands", str(hbn), "--kpath", str(hbn / "K_PATH")], capsys)
+    assert line.endswith("K_PATH: segment 2 (M-L) has k along b3, a non-periodic direction (no stored block has R "
+                         "there): keep those k components zero")
+    assert not (hbn / "bands.npz").exists()
+
+
 def test_occupation_that_overfills_the_bands_names_info_json(hbn, capsys):
     info = json.loads((hbn / "info.json").read_text())
     (hbn / "info.json").write_text(json.dumps({**info, "occupation": 100}))
