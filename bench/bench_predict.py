@@ -25,6 +25,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
+# Time the checkout this script lives in, not whichever deeph_jax is installed (an editable
+# install may point at another worktree): a script's sys.path[0] is bench/, not the repository.
+sys.path.insert(0, str(REPO))
 
 
 def one(n_atoms: int, model: str | None, chunk_atoms: int) -> dict:
