@@ -14,9 +14,22 @@ import json
 import sys
 from pathlib import Path
 
-from deeph_jax.errors import report_user_errors
+from deeph_jax.errors import DeephError, report_user_errors
 
 MODELS = Path(__file__).resolve().parent / "models"
+
+
+def read_metadata(path: Path) -> dict:
+    """A bundle's metadata.json; a missing or damaged one is one DeephError line."""
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DeephError("file not found (every bundle has one)", path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DeephError(f"not valid JSON ({exc})", path) from None
+    if not isinstance(meta, dict):
+        raise DeephError("expected a JSON object", path)
+    return meta
 
 
 def list_models() -> int:
@@ -25,7 +38,7 @@ def list_models() -> int:
         print(f"no models in {MODELS}")
         return 0
     for path in found:
-        meta = json.loads((path / "metadata.json").read_text())
+        meta = read_metadata(path / "metadata.json")
         print(f"{path.name}")
         for key in ("description", "training_data", "n_train", "basis", "xc", "test_data", "n_test", "test_mae_meV",
                     "test_mae_uHa", "val_mae_meV", "trained"):
@@ -76,7 +89,7 @@ def main(argv=None) -> int:
 
     enable_compilation_cache()
     if args.list_models:
-        return list_models()
+        return report_user_errors("predict.py", list_models)
     if not args.checkpoint or not (args.structure or args.dataset):
         p.error("--checkpoint and one of --structure / --dataset are required")
     return report_user_errors("predict.py", lambda: _predict(args))

@@ -13,6 +13,7 @@ import numpy as np
 
 from deeph_jax.errors import DeephError
 from deeph_jax.io import HAMILTONIAN, HAMILTONIAN_PRED, read_deeph_dir
+from deeph_jax.physics import checks
 from deeph_jax.physics import kpath as kp
 from deeph_jax.physics.bands import bands_at
 from deeph_jax.physics.fermi import band_error_near_fermi, band_gap, default_mesh, fermi_level, mesh_points, occupied_bands
@@ -65,14 +66,22 @@ def fermi_of(data, e_path: np.ndarray | None, mesh=None, smearing: float = 0.1):
 def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, sigma=None, out=None,
               smearing=0.1, plot=True) -> dict:
     folder = Path(folder)
-    data, which = load(folder, hamiltonian)
+    which = choose_hamiltonian(folder, hamiltonian)
+    out = checks.check_output(out, folder, "bands.npz")
+    npoints = checks.check_npoints(npoints)
+    smearing = checks.check_positive_energy(smearing, "--smearing")
+    checks.check_band_request(nbands, sigma)
+    segments = None if kpath == "auto" else kp.read_kpath(kpath)  # a bad K_PATH fails before the h5 reads
+    data, which = load(folder, which)
+    checks.check_nbands_fit(nbands, int(data.atom_offsets[-1]), data.spinful, folder / "info.json")
+    checks.check_occupation(data)
     if not data.structure.periodic:
         raise DeephError("a molecule (every stored R is zero): bands need a crystal; try `deeph-jax polarization`", folder)
     periodic = periodic_of(data)
-    if kpath == "auto":
+    if segments is None:
         segments = kp.auto_segments(data.structure, periodic, npoints)
     else:
-        segments = kp.read_kpath(kpath)
+        checks.check_kpath_periodic(segments, periodic, Path(kpath))
     path = kp.build_path(segments, data.structure.cell)
     n = int(data.atom_offsets[-1]) * (2 if data.spinful else 1)
     sparse = nbands is not None
@@ -105,7 +114,7 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
         ef = ef_dft
     from deeph_jax.physics.plots import plot_bands
 
-    return finish(result, gap, Path(out) if out else folder / "bands.npz",
+    return finish(result, gap, out,
                   (lambda png: plot_bands(png, path, curves, ef, title=f"{folder.name}: E_F = {ef:.4f} eV"))
                   if plot else None)
 
@@ -126,8 +135,6 @@ def save_result(out: Path, result: dict) -> None:
     """Write the arrays and scalars of ``result`` to ``.npz`` or ``.h5`` (by extension)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: np.asarray(v) for k, v in result.items() if not isinstance(v, Path)}
-    if out.suffix not in (".h5", ".hdf5", ".npz"):
-        raise DeephError("output must end in .npz or .h5", out)
     from deeph_jax.io.atomic import atomic_path
 
     with atomic_path(out) as tmp:
@@ -146,13 +153,18 @@ def run_dos(folder, kmesh, hamiltonian=None, sigma=0.1, out=None, plot=True) -> 
     from deeph_jax.physics.dos import energy_grid, gaussian_dos
 
     folder = Path(folder)
-    data, which = load(folder, hamiltonian)
-    kmesh = tuple(int(x) for x in kmesh)
+    which = choose_hamiltonian(folder, hamiltonian)
+    out = checks.check_output(out, folder, "dos.npz")
+    kmesh = checks.check_kmesh(kmesh)
+    sigma = checks.check_positive_energy(sigma, "--sigma")
+    data, which = load(folder, which)
+    checks.check_occupation(data)
     energies = bands_at(data, mesh_points(kmesh))
     if data.occupation is not None:
         ef, gap = fermi_level(energies, data.occupation, data.spinful, sigma=sigma)
     else:
         ef, gap = fermi_of(data, None)
+    checks.check_dos_grid(energies, sigma)
     grid = energy_grid(energies, sigma)
     dos = gaussian_dos(energies, grid, sigma, data.spinful)
     result = {"hamiltonian": which, "kmesh": np.asarray(kmesh), "energies_eV": grid, "dos_per_eV": dos,
@@ -160,7 +172,7 @@ def run_dos(folder, kmesh, hamiltonian=None, sigma=0.1, out=None, plot=True) -> 
     from deeph_jax.physics.plots import plot_dos
 
     title = f"{folder.name} ({which}), mesh {kmesh}, sigma {sigma} eV"
-    return finish(result, gap, Path(out) if out else folder / "dos.npz",
+    return finish(result, gap, out,
                   (lambda png: plot_dos(png, grid, dos, ef, title=title)) if plot else None)
 
 
@@ -170,7 +182,11 @@ def run_polarization(folder, hamiltonian=None, basis=None, kmesh=None, valence=N
                                          valence_charges)
 
     folder = Path(folder)
-    data, which = load(folder, hamiltonian)
+    which = choose_hamiltonian(folder, hamiltonian)
+    if kmesh is not None:
+        kmesh = checks.check_kmesh(kmesh)
+    data, which = load(folder, which)
+    checks.check_occupation(data)
     if not data.structure.periodic:
         from deeph_jax.physics.dipole import molecular_dipole
 

@@ -11,9 +11,10 @@ whole structure. Chunks are spread round-robin over the local devices.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from deeph_jax.errors import DeephError
 from deeph_jax.graph import PairGraph, batch_graphs, build_graph
 from deeph_jax.io import BlockSparse, OrbitalBasis, Structure
 from deeph_jax.predict.bundle import load_bundle
-from deeph_jax.predict.chunks import make_chunks, model_hops
+from deeph_jax.predict.chunks import Chunk, make_chunks, model_hops
 
 
 @dataclass(eq=False)
@@ -53,10 +54,9 @@ class Predictor:
         return self._apply
 
     def check_elements(self, structure: Structure, path=None) -> None:
-        unknown = sorted(set(structure.symbols) - set(self.basis.elements))
-        if unknown:
-            raise DeephError(f"element(s) {', '.join(unknown)} not in the model (trained on "
-                             f"{', '.join(self.elements)})", path)
+        from deeph_jax.predict.compat import check_elements
+
+        check_elements(self.basis, structure.symbols, path)
 
 
 def load_predictor(path: str | Path) -> Predictor:
@@ -71,6 +71,15 @@ def load_predictor(path: str | Path) -> Predictor:
 
 @dataclass
 class PredictStats:
+    """Where the time of a prediction went, in seconds.
+
+    ``compile_s`` is the ahead-of-time compilation of the network, once per distinct padded chunk
+    shape and device; ``run_s`` is every chunk's run (batching, the network, collecting the
+    target blocks and whatever ``on_chunk`` does with them, e.g. exact S and the h5 writes);
+    ``chunk_run_s`` splits ``run_s`` by chunk (the time until each chunk's results were handed
+    over, in order).
+    """
+
     n_atoms: int = 0
     n_edges: int = 0
     n_chunks: int = 0
@@ -78,6 +87,7 @@ class PredictStats:
     run_s: float = 0.0
     graph_s: float = 0.0
     overlap: str = ""
+    chunk_run_s: list[float] = field(default_factory=list)
 
 
 def chunk_sizes(chunks) -> tuple[int, int, int]:
@@ -87,66 +97,140 @@ def chunk_sizes(chunks) -> tuple[int, int, int]:
     return int(np.ceil(n / 256) * 256), int(np.ceil(e / 256) * 256), 2
 
 
+def float_dtype():
+    """The float dtype of batches and blocks: float64 under ``jax_enable_x64``, else float32."""
+    import jax
+
+    return np.float64 if jax.config.jax_enable_x64 else np.float32
+
+
+def plan_chunks(graph: PairGraph, predictor: Predictor, chunk_atoms: int | None) -> list[Chunk]:
+    """Chunks of about ``chunk_atoms`` centre atoms with the model's receptive-field halo
+    (``None``: one chunk, the whole graph)."""
+    hops = model_hops(int(predictor.config.num_layers), predictor.config.message_cutoff)
+    return make_chunks(graph, hops, chunk_atoms or graph.n_nodes)
+
+
+def chunk_batch(chunk: Chunk, predictor: Predictor, sizes: tuple[int, int, int]):
+    """The chunk's subgraph as one padded inference batch (host numpy arrays)."""
+    return batch_graphs([chunk.graph], predictor.elements, None, sizes=sizes, dtype=float_dtype())
+
+
+class CompiledForward:
+    """The network compiled ahead of time (``jax.jit(f).lower(...).compile()``), once per padded
+    shape and device, so compilation is timed apart from every chunk's run."""
+
+    def __init__(self, predictor: Predictor, devices, stats: PredictStats):
+        import jax
+
+        self.predictor = predictor
+        self.devices = devices
+        self.params = [jax.device_put(predictor.params, d) for d in devices]
+        self.stats = stats
+        self._compiled: dict = {}
+
+    def prepare(self, chunk: Chunk, sizes, device_index: int) -> None:
+        """Compile for ``sizes`` on device ``device_index`` unless done; the time goes to ``compile_s``."""
+        import jax
+
+        key = (sizes, device_index)
+        if key in self._compiled:
+            return
+        batch = jax.device_put(chunk_batch(chunk, self.predictor, sizes), self.devices[device_index])
+        t0 = time.perf_counter()
+        self._compiled[key] = self.predictor.apply.lower(self.params[device_index], batch).compile()
+        self.stats.compile_s += time.perf_counter() - t0
+
+    def __call__(self, chunk: Chunk, sizes, device_index: int):
+        """Start the chunk's run (asynchronous): -> (h, s) padded blocks on the device."""
+        import jax
+
+        batch = jax.device_put(chunk_batch(chunk, self.predictor, sizes), self.devices[device_index])
+        return self._compiled[(sizes, device_index)](self.params[device_index], batch)
+
+
+def stream_chunks(chunks: list[Chunk], forward: CompiledForward, sizes) -> Iterator[tuple[Chunk, np.ndarray, np.ndarray]]:
+    """Run the chunks round-robin over the devices and yield (chunk, h, s) in chunk order, h and s
+    the host blocks (n_targets, W, W) of the chunk's target edges.
+
+    Up to one chunk per device plus one more is in flight, so every device has work while the
+    host collects (and writes) the oldest.
+    """
+    n_devices = len(forward.devices)
+    in_flight: deque = deque()
+    for k, chunk in enumerate(chunks):
+        in_flight.append((chunk, *forward(chunk, sizes, k % n_devices)))
+        if len(in_flight) > n_devices:
+            yield _on_host(*in_flight.popleft())
+    while in_flight:
+        yield _on_host(*in_flight.popleft())
+
+
+def _on_host(chunk: Chunk, h, s):
+    """Wait for a chunk's device results and keep the rows of its target edges."""
+    return chunk, np.asarray(h)[chunk.target_sub_edges], np.asarray(s)[chunk.target_sub_edges]
+
+
+def collect_into_arrays(n_edges: int, width: int, dtype):
+    """Arrays (h_all, s_all) of shape (n_edges, W, W) and the ``on_chunk`` that fills them."""
+    h_all = np.zeros((n_edges, width, width), dtype)
+    s_all = np.zeros((n_edges, width, width), dtype)
+
+    def store(edges, h, s):
+        h_all[edges] = h
+        s_all[edges] = s
+
+    return h_all, s_all, store
+
+
 def predict_blocks(graph: PairGraph, predictor: Predictor, chunk_atoms: int | None = 2000,
                    on_chunk: Callable | None = None, progress: bool = False, stats: PredictStats | None = None):
     """Predicted (h, s) padded blocks (E, W, W) for every edge of ``graph`` (float32 unless x64).
 
     ``chunk_atoms=None`` runs the whole graph at once (the reference the chunks must equal).
-    ``on_chunk(edge_ids, h, s)`` receives each chunk's results instead of collecting them.
+    ``on_chunk(edge_ids, h, s)`` receives each chunk's results instead of collecting them;
+    then (None, None) is returned.
     """
     import jax
 
-    stats = stats or PredictStats()
-    dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
-    hops = model_hops(int(predictor.config.num_layers), predictor.config.message_cutoff)
-    chunks = make_chunks(graph, hops, chunk_atoms or graph.n_nodes)
+    stats = stats if stats is not None else PredictStats()
+    chunks = plan_chunks(graph, predictor, chunk_atoms)
     sizes = chunk_sizes(chunks)
-    devices = jax.local_devices()
-    params = [jax.device_put(predictor.params, d) for d in devices]
-    W = max(predictor.basis.n_orbitals(e) for e in predictor.basis.elements)
+    devices = jax.local_devices()[: max(1, len(chunks))]
     h_all = s_all = None
     if on_chunk is None:
-        h_all = np.zeros((graph.n_edges, W, W), dtype)
-        s_all = np.zeros((graph.n_edges, W, W), dtype)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=graph.n_edges, desc="predict", unit="edge", unit_scale=True)
-    pending = []
-
-    def finish(item):
-        chunk, h, s = item
-        h = np.asarray(h)[chunk.target_sub_edges]
-        s = np.asarray(s)[chunk.target_sub_edges]
-        if on_chunk is None:
-            h_all[chunk.target_edges] = h
-            s_all[chunk.target_edges] = s
-        else:
-            on_chunk(chunk.target_edges, h, s)
-        if bar is not None:
-            bar.update(len(chunk.target_edges))
-
-    for k, chunk in enumerate(chunks):
-        batch = batch_graphs([chunk.graph], predictor.elements, None, sizes=sizes, dtype=dtype)
-        d = k % len(devices)
-        batch = jax.device_put(batch, devices[d])
-        t0 = time.perf_counter()
-        h, s = predictor.apply(params[d], batch)
-        if k == 0:
-            jax.block_until_ready(h)
-            stats.compile_s = time.perf_counter() - t0
-            t_run = time.perf_counter()
-        pending.append((chunk, h, s))
-        if len(pending) > len(devices):  # keep every device busy, then collect in order
-            finish(pending.pop(0))
-    for item in pending:
-        finish(item)
-    if bar is not None:
-        bar.close()
-    stats.run_s = time.perf_counter() - t_run if chunks else 0.0
+        width = max(predictor.basis.n_orbitals(e) for e in predictor.basis.elements)
+        h_all, s_all, on_chunk = collect_into_arrays(graph.n_edges, width, float_dtype())
+    stats.compile_s, stats.chunk_run_s = 0.0, []
+    forward = CompiledForward(predictor, devices, stats)
+    for k, chunk in enumerate(chunks[: len(devices)]):
+        forward.prepare(chunk, sizes, k)
+    run_chunks(chunks, forward, sizes, on_chunk, stats, _progress_bar(graph.n_edges) if progress else None)
     stats.n_chunks, stats.n_edges, stats.n_atoms = len(chunks), graph.n_edges, graph.n_nodes
     return h_all, s_all
+
+
+def run_chunks(chunks: list[Chunk], forward: CompiledForward, sizes, on_chunk: Callable, stats: PredictStats,
+               bar=None) -> None:
+    """Hand every chunk's target blocks to ``on_chunk(edge_ids, h, s)``, timing each chunk into
+    ``stats.chunk_run_s`` and all of them into ``stats.run_s``."""
+    t_run = t_last = time.perf_counter()
+    for chunk, h, s in stream_chunks(chunks, forward, sizes):
+        on_chunk(chunk.target_edges, h, s)
+        if bar is not None:
+            bar.update(len(chunk.target_edges))
+        now = time.perf_counter()
+        stats.chunk_run_s.append(now - t_last)
+        t_last = now
+    stats.run_s = time.perf_counter() - t_run
+    if bar is not None:
+        bar.close()
+
+
+def _progress_bar(n_edges: int):
+    from tqdm import tqdm
+
+    return tqdm(total=n_edges, desc="predict", unit="edge", unit_scale=True)
 
 
 def blocks_to_sparse(graph: PairGraph, padded: np.ndarray, basis: OrbitalBasis, edges=None) -> BlockSparse:

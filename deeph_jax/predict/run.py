@@ -90,9 +90,12 @@ def predict_dataset(dataset: Path, predictor: Predictor, out: Path, chunk_atoms:
     """
     from tqdm import tqdm
 
+    from deeph_jax.predict.compat import check_dataset
+
     dirs = find_structure_dirs(dataset)
     if not dirs:
         raise DeephError("no structures (no folder with a POSCAR)", dataset)
+    check_dataset(predictor, dirs)  # a basis the model does not emit fails here, before any output
     results = []
     for d in tqdm(dirs, desc="structures", unit="structure"):
         sid = str(d.relative_to(dataset)) if d != dataset else d.name

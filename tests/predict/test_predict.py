@@ -47,10 +47,15 @@ def test_chunked_equals_whole_structure(message_cutoff):
 
     predictor = random_predictor(message_cutoff=message_cutoff)
     g = build_graph(hbn_sheet(12), predictor.config.cutoff)  # 288 atoms
-    h_whole, s_whole = predict_blocks(g, predictor, chunk_atoms=None)
+    whole = PredictStats()
+    h_whole, s_whole = predict_blocks(g, predictor, chunk_atoms=None, stats=whole)
     stats = PredictStats()
     h_chunk, s_chunk = predict_blocks(g, predictor, chunk_atoms=40, stats=stats)
     assert stats.n_chunks >= 6
+    # Compilation is timed apart (ahead of time), and every chunk's run is timed, the first included.
+    for st in (whole, stats):
+        assert st.compile_s > 0 and st.run_s > 0 and len(st.chunk_run_s) == st.n_chunks
+        assert abs(sum(st.chunk_run_s) - st.run_s) < 1e-3 * st.run_s + 1e-4
     if message_cutoff:  # a short message cutoff shrinks the halo, so chunks are cheaper
         short, full = (max(c.graph.n_edges for c in make_chunks(g, model_hops(2, m), 40)) for m in (message_cutoff, None))
         assert short < 0.8 * full
