@@ -154,3 +154,19 @@ def test_non_finite_loss_stops_with_one_line_and_saves_no_bad_step(setup):
     assert bad not in saved
     rows = (trainer.run_dir / "metrics.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, bad))
+
+
+def test_layout_channel_maps_name_each_component():
+    """BlockLayout's maps, shared by the head and the normalization: channel of each component, 0e components."""
+    from deeph_jax.io import OrbitalBasis
+    from deeph_jax.model.irreps_blocks import build_layout
+
+    layout = build_layout(OrbitalBasis({"H": (0,), "O": (0, 0, 1)}))
+    channel, scalars = layout.channel_of_dim, layout.scalar_dims
+    assert channel.shape == (layout.irreps.dim,) and channel[-1] == layout.irreps.num_irreps - 1
+    offsets = np.cumsum([0] + [ir.dim for mul, ir in layout.irreps for _ in range(mul)])
+    for c, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:])):
+        assert np.all(channel[lo:hi] == c)
+    expected = [d for c, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:])) if hi - lo == 1
+                for d in range(lo, hi)]  # l = 0 irreps have one component; here all are 0e
+    assert scalars.tolist() == expected
