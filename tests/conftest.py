@@ -79,3 +79,49 @@ def tiny_config(dataset, **train):
 def subprocess_env() -> dict:
     """Environment for test subprocesses: the session's compilation cache, unbuffered output."""
     return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def two_molecules(a: Path, b: Path, out: Path, offset=(12.0, 0.0, 0.0)) -> None:
+    """One structure folder holding the molecules of ``a`` and ``b`` far apart (``offset`` in
+    Angstrom, beyond any test cutoff): its blocks are the two molecules' own blocks, with none
+    between them, as DFT gives for molecules that far apart."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from deeph_jax.io import read_deeph_dir, write_deeph_dir
+    from deeph_jax.io.blocks import BlockSparse
+
+    da, db = read_deeph_dir(a), read_deeph_dir(b)
+    n = len(da.structure.symbols)
+    structure = replace(da.structure, symbols=da.structure.symbols + db.structure.symbols,
+                        positions=np.vstack([da.structure.positions, db.structure.positions + np.asarray(offset)]))
+
+    def union(ma: BlockSparse, mb: BlockSparse) -> BlockSparse:
+        blocks = dict(ma.blocks())
+        blocks.update({(r1, r2, r3, i + n, j + n): v for (r1, r2, r3, i, j), v in mb.blocks()})
+        return BlockSparse.from_blocks(blocks)
+
+    info = {**da.info, "atoms_quantity": n + len(db.structure.symbols),
+            "orbits_quantity": da.info["orbits_quantity"] + db.info["orbits_quantity"],
+            "occupation": da.info["occupation"] + db.info["occupation"]}
+    write_deeph_dir(out, replace(da, structure=structure, info=info, overlap=union(da.overlap, db.overlap),
+                                 hamiltonian=union(da.hamiltonian, db.hamiltonian)))
+
+
+@pytest.fixture(scope="session")
+def water_mixed_sto3g(water_sto3g, tmp_path_factory) -> Path:
+    """Structures of unequal size: 6 single water molecules of ``water_sto3g`` and 2 structures of
+    two molecules each (3 and 6 atoms, 9 and 18 blocks), so data-parallel shards hold unequal
+    numbers of block entries."""
+    import shutil
+
+    from deeph_jax.io import find_structure_dirs
+
+    dirs = find_structure_dirs(water_sto3g)
+    out = tmp_path_factory.mktemp("data") / "water-mixed-sto3g"
+    for k, d in enumerate(dirs[:6]):
+        shutil.copytree(d, out / f"{k:05d}")
+    for k in range(2):
+        two_molecules(dirs[6 + 2 * k], dirs[7 + 2 * k], out / f"{6 + k:05d}")
+    return out

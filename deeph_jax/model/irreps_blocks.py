@@ -95,6 +95,17 @@ class BlockLayout:
     def n_flat(self) -> int:
         return self.scatter.shape[1]
 
+    @property
+    def channel_of_dim(self) -> np.ndarray:
+        """(irreps.dim,) int: the irrep channel (0 .. irreps.num_irreps - 1) of each component, the
+        index a per-channel scale is gathered with."""
+        return np.repeat(np.arange(self.irreps.num_irreps), [ir.dim for mul, ir in self.irreps for _ in range(mul)])
+
+    @property
+    def scalar_dims(self) -> np.ndarray:
+        """(n_scalars,) int: the components that are 0e, the only ones a shift may move (equivariance)."""
+        return np.nonzero(np.concatenate([np.full(mul * ir.dim, ir.l == 0) for mul, ir in self.irreps]))[0]
+
     def type_slices(self):
         """Per type: ((l1, l2), channels, [(irreps offset, L), ...], flat offset)."""
         out, off, flat = [], 0, 0

@@ -98,13 +98,11 @@ class BlockHead(nn.Module):
         irreps = self.layout.irreps
         x = e3nn.flax.Linear(irreps, force_irreps_out=True, name="linear")(edges).array  # (E, dim)
         assert x.shape[-1] == irreps.dim
-        # Static index maps: each output component -> its irrep channel; the 0e components.
-        mul_of_dim = np.repeat(np.arange(irreps.num_irreps), [ir.dim for mul, ir in irreps for _ in range(mul)])
-        scalar_dims = np.nonzero(np.concatenate([np.full(mul * ir.dim, ir.l == 0) for mul, ir in irreps]))[0]
+        scalar_dims = self.layout.scalar_dims
         n_kinds = self.layout.n_kinds
         scale = self.param("scale", nn.initializers.ones, (n_kinds, irreps.num_irreps))
         shift = self.param("shift", nn.initializers.zeros, (n_kinds, len(scalar_dims)))
-        x = x * scale[kind][:, mul_of_dim]
+        x = x * scale[kind][:, self.layout.channel_of_dim]
         x = x.at[:, scalar_dims].add(shift[kind])
         blocks = irreps_to_blocks(x, kind, self.layout)
         blocks = hermitian_blocks(blocks, mirror)

@@ -36,6 +36,12 @@ def _rules(cls) -> dict:
     return {f.name: f.metadata["rule"] for f in fields(cls)}
 
 
+def _check_fields(obj, section: str) -> None:
+    """Each field of a frozen config dataclass through its rule, normalized in place."""
+    for f in fields(obj):
+        object.__setattr__(obj, f.name, check_value(f"{section}.{f.name}", getattr(obj, f.name), f.metadata["rule"], None))
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """The ``data`` section: where the structures come from and how they are split.
@@ -60,6 +66,9 @@ class DataConfig:
     train_split: str | None = _key(None, Optional(Text()))
     val_split: str | None = _key(None, Optional(Text()))
     max_structures: int | None = _key(None, Optional(Integer(1)))
+
+    def __post_init__(self):
+        _check_fields(self, "data")
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataConfig":
@@ -113,6 +122,9 @@ class TrainConfig:
     keep_checkpoints: int = _key(3, Integer(1))
     log_every: int = _key(10, Integer(1))
     progress: bool = _key(True, Flag())
+
+    def __post_init__(self):
+        _check_fields(self, "train")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

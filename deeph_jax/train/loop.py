@@ -238,7 +238,9 @@ class Trainer:
         tx = make_optimizer(self.tc)
         self.schedule = make_schedule(self.tc)
         self.predict = make_predict(self.model)
-        ckpts = Checkpoints(self.run_dir, self.tc.keep_checkpoints, fresh=not resume)
+        # The main process checks that a new run starts without checkpoints; the others would race
+        # with its --overwrite clearing.
+        ckpts = Checkpoints(self.run_dir, self.tc.keep_checkpoints, fresh=self.is_main and not resume)
         try:
             state = self.initial_state(tx, resume)
             rows = []

@@ -19,9 +19,7 @@ def target_statistics(samples, layout: BlockLayout, elements, which: str = "h", 
     irreps = layout.irreps
     S = len(elements)
     index = {e: n for n, e in enumerate(elements)}
-    dims = [ir.dim for mul, ir in irreps for _ in range(mul)]
-    channel_of_dim = np.repeat(np.arange(irreps.num_irreps), dims)
-    scalar_dims = np.nonzero(np.concatenate([np.full(mul * ir.dim, ir.l == 0) for mul, ir in irreps]))[0]
+    channel_of_dim, scalar_dims = layout.channel_of_dim, layout.scalar_dims  # the head's own maps
     sums = np.zeros((layout.n_kinds, irreps.dim))
     sq = np.zeros((layout.n_kinds, irreps.dim))
     counts = np.zeros(layout.n_kinds)
