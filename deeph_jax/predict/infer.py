@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from deeph_jax.errors import DeephError
-from deeph_jax.graph import PairGraph, batch_graphs, build_graph
+from deeph_jax.graph import PairGraph, batch_graphs, build_model_graph
 from deeph_jax.io import BlockSparse, OrbitalBasis, Structure
 from deeph_jax.predict.bundle import load_bundle
 from deeph_jax.predict.chunks import Chunk, make_chunks, model_hops
@@ -262,7 +262,8 @@ def predict(structure: Structure, predictor: Predictor, chunk_atoms: int | None 
     predictor.check_elements(structure)
     stats = stats or PredictStats()
     t0 = time.perf_counter()
-    graph = build_graph(structure, predictor.config.cutoff)
+    graph = build_model_graph(structure, predictor.config.cutoff, predictor.elements,
+                              predictor.config.long_range_alpha)
     stats.graph_s = time.perf_counter() - t0
     h, s = predict_blocks(graph, predictor, chunk_atoms, progress=progress, stats=stats)
     H = blocks_to_sparse(graph, h, predictor.basis)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from deeph_jax.errors import DeephError
-from deeph_jax.graph import build_graph
+from deeph_jax.graph import build_model_graph
 from deeph_jax.io import HAMILTONIAN, HAMILTONIAN_PRED, OVERLAP, Structure, find_structure_dirs, read_deeph_dir
 from deeph_jax.io.deeph import write_info, write_poscar
 from deeph_jax.predict.infer import PredictStats, Predictor, blocks_to_sparse, overlap_source, predict_blocks
@@ -35,7 +35,8 @@ def predict_to_folder(structure: Structure, predictor: Predictor, out: Path, chu
     stats = PredictStats()
     predictor.check_elements(structure)
     t0 = time.perf_counter()
-    graph = build_graph(structure, predictor.config.cutoff)
+    graph = build_model_graph(structure, predictor.config.cutoff, predictor.elements,
+                              predictor.config.long_range_alpha)
     stats.graph_s = time.perf_counter() - t0
     name = overlap_source(predictor) if exact_overlap else None
     out.mkdir(parents=True, exist_ok=True)

@@ -162,3 +162,25 @@ def test_chunks_of_a_rattled_sheet_follow_the_requested_size():
     groups = spatial_order(g, 800)
     # The sheet's thin extent along z is never cut: 4 chunks (2 x 2), not hundreds of slivers.
     assert len(groups) == 4 and sorted(np.concatenate(groups).tolist()) == list(range(g.n_nodes))
+
+
+def test_chunked_equals_whole_structure_with_long_range_channel():
+    """The long-range potentials are computed once for the whole structure; chunks take their rows."""
+    from deeph_jax.graph import build_model_graph
+
+    config = ModelConfig.from_dict({**TINY_MODEL, "message_cutoff": 2.0, "long_range_alpha": 0.3})
+    g2 = build_model_graph(hbn_sheet(2), config.cutoff, ["B", "N"], 0.3)
+    params = HamiltonianNet(config, HBN).init(jax.random.PRNGKey(1), batch_graphs([g2], ["B", "N"]))
+    lr = dict(params["params"]["long_range"])
+    lr["charges"] = np.array([0.8, -0.8], np.float32)
+    params = {"params": {**params["params"], "long_range": lr}}
+    predictor = Predictor(config, HBN, params, {})
+    g = build_model_graph(hbn_sheet(12), config.cutoff, ["B", "N"], 0.3)  # 288 atoms
+    assert np.abs(g.node_potentials).max() > 0.01
+    h_whole, _ = predict_blocks(g, predictor, chunk_atoms=None)
+    h_chunk, _ = predict_blocks(g, predictor, chunk_atoms=40)
+    without = predict_blocks(build_graph(hbn_sheet(12), config.cutoff), Predictor(
+        config.replace(long_range_alpha=None), HBN, params, {}), chunk_atoms=None)[0]
+    scale = np.abs(h_whole).max()
+    assert np.abs(h_whole - without).max() > 1e-3 * scale  # the channel is on
+    np.testing.assert_allclose(h_chunk, h_whole, atol=2e-6 * scale)
