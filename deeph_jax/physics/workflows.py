@@ -106,17 +106,23 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
     if which == "pred" and (folder / HAMILTONIAN).is_file():
         dft = read_deeph_dir(folder, hamiltonian=HAMILTONIAN)
         e_dft = bands_at(dft, path.kpoints, nbands, sigma)
-        ef_dft = ef if sparse else fermi_of(dft, e_dft, smearing=smearing)[0]
+        ef_dft, gap_dft = (ef, None) if sparse else fermi_of(dft, e_dft, smearing=smearing)
         result.update(energies_dft_eV=e_dft, fermi_energy_dft_eV=ef_dft, max_abs_diff_eV=float(np.abs(energies - e_dft).max()))
+        if gap_dft is not None:
+            result["gap_dft_eV"] = gap_dft[1] - gap_dft[0]
         near = band_error_near_fermi(energies, e_dft, ef_dft, FERMI_WINDOW_EV)
         result.update(band_mae_near_fermi_eV=near[0], band_max_near_fermi_eV=near[1], fermi_window_eV=FERMI_WINDOW_EV)
         curves = [("DFT", e_dft, "k-"), ("predicted", energies, "r--")]
         ef = ef_dft
     from deeph_jax.physics.plots import plot_bands
 
-    return finish(result, gap, out,
-                  (lambda png: plot_bands(png, path, curves, ef, title=f"{folder.name}: E_F = {ef:.4f} eV"))
-                  if plot else None)
+    title = f"{folder.name}: E_F = {ef:.4f} eV"
+    if "gap_dft_eV" in result and gap is not None:
+        # Both gaps on the plot: a mean band error can hide a gap that is off by much more.
+        title += f"\ngap: DFT {result['gap_dft_eV']:.3f} eV, predicted {gap[1] - gap[0]:.3f} eV"
+    elif gap is not None:
+        title += f", gap {gap[1] - gap[0]:.3f} eV"
+    return finish(result, gap, out, (lambda png: plot_bands(png, path, curves, ef, title=title)) if plot else None)
 
 
 def finish(result: dict, gap, out: Path, plot) -> dict:

@@ -164,7 +164,10 @@ def run_crystal(out: Path, stages: Stages) -> None:
         bar.update()
     n_atoms = structure.n_atoms
     near, worst = 1e3 * bands["band_mae_near_fermi_eV"], 1e3 * bands["band_max_near_fermi_eV"]
+    gaps = (bands.get("gap_dft_eV"), bands.get("gap_eV"))
+    gap_text = f", gap {gaps[1]:.2f} eV (DFT {gaps[0]:.2f})" if None not in gaps else ""
     stages.add("crystal", f"{n_atoms}-atom hBN (trained on 8-atom cells): H MAE {1e3 * mae:.2f} meV = "
                f"{EV_TO_MICROHARTREE * mae:.1f} uHa, band error within {bands['fermi_window_eV']:g} eV of E_F "
-               f"{near:.1f} meV (max {worst:.1f})", time.perf_counter() - t0,
-               atoms=n_atoms, mae_meV=1e3 * mae, band_mae_near_fermi_meV=near, band_max_near_fermi_meV=worst)
+               f"{near:.1f} meV (max {worst:.1f}){gap_text}", time.perf_counter() - t0,
+               atoms=n_atoms, mae_meV=1e3 * mae, band_mae_near_fermi_meV=near, band_max_near_fermi_meV=worst,
+               gap_dft_eV=gaps[0], gap_pred_eV=gaps[1])
