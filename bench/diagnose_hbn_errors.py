@@ -15,6 +15,7 @@ residuals with its long-range (erf) part alone.
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 import scipy.linalg
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run this checkout, not another installed copy
 KPOINTS = np.array([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [1 / 3, 1 / 3, 0.0], [0.137, 0.291, 0.0]])
 WINDOW_EV = 3.0
 LONG_RANGE_ALPHA = 0.3  # 1/A: the erf part of the potential, beyond what a 3.5 A message radius sees
