@@ -1,6 +1,6 @@
 """Training accuracy benchmark (run by hand): trains per a config, reports test MAE and throughput.
 
-    python bench/bench_train.py [--config configs/water.yaml] [--set key=value ...] [--ship]
+    python bench/bench_train.py [--config configs/water.yaml] [--set key=value ...] [--ship] [--overwrite]
 
 configs/water.yaml (about 60 minutes on 2 CPU cores): 500 training structures, 50 validation,
 test set of 100 from another seed. configs/hbn.yaml: the 8-atom hBN cells, tested on the
@@ -11,9 +11,11 @@ test set of 100 from another seed. configs/hbn.yaml: the 8-atom hBN cells, teste
 import argparse
 import csv
 import shutil
+import sys
 import time
 from pathlib import Path
 
+from deeph_jax.errors import report_user_errors
 from deeph_jax.train.config import load_config
 from deeph_jax.train.loop import train
 
@@ -25,11 +27,16 @@ def main():
     p.add_argument("--config", default=str(REPO / "configs" / "water.yaml"))
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--ship", action="store_true", help="copy the bundle to models/<name>/")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in runs/<name>/")
     args = p.parse_args()
+    sys.exit(report_user_errors("bench_train.py", lambda: run(args)))
+
+
+def run(args) -> None:
     config = load_config(args.config, args.set)
     run_dir = REPO / "runs" / config["name"]
     t0 = time.perf_counter()
-    result = train(config, run_dir)
+    result = train(config, run_dir, overwrite=args.overwrite)
     wall = time.perf_counter() - t0
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     steps = int(rows[-1]["step"])
