@@ -6,7 +6,6 @@ would differ from one device.
 """
 
 import json
-import os
 import socket
 import subprocess
 import sys

@@ -7,7 +7,6 @@ state (``optax.inject_hyperparams``), so descent, ascent (-lr: for Adam exactly 
 sign-flipped gradient) and a huge lr run the same program.
 """
 
-import json
 import time
 
 import jax
