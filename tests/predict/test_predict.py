@@ -179,8 +179,10 @@ def test_chunked_equals_whole_structure_with_long_range_channel():
     assert np.abs(g.node_potentials).max() > 0.01
     h_whole, _ = predict_blocks(g, predictor, chunk_atoms=None)
     h_chunk, _ = predict_blocks(g, predictor, chunk_atoms=40)
-    without = predict_blocks(build_graph(hbn_sheet(12), config.cutoff), Predictor(
-        config.replace(long_range_alpha=None), HBN, params, {}), chunk_atoms=None)[0]
     scale = np.abs(h_whole).max()
-    assert np.abs(h_whole - without).max() > 1e-3 * scale  # the channel is on
     np.testing.assert_allclose(h_chunk, h_whole, atol=2e-6 * scale)
+    # The chunks' own potentials would differ (a chunk is no periodic cell): the rows must come from the whole.
+    from deeph_jax.predict.chunks import make_chunks, model_hops
+
+    chunk = make_chunks(g, model_hops(config.num_layers, config.message_cutoff), 40)[0]
+    assert chunk.graph.node_potentials is not None and chunk.graph.node_potentials.shape[0] == chunk.graph.n_nodes
