@@ -326,11 +326,8 @@ class CrystalSource:
             if self.rattle > 0:
                 sc = Structure(sc.symbols, sc.positions + rng.normal(0.0, self.rattle, sc.positions.shape), sc.cell)
             return validate_structure(sc, self.path)
-        hi = self.rattle if self.rattle_max is None else self.rattle_max
-        sigma = rng.uniform(self.rattle, hi)
-        if index < self.pristine:
-            sigma = 0.0
-        deform = np.eye(3) + random_strain(rng, self.strain, sc)
+        sigma, strain = self._draw(rng, index, sc)
+        deform = np.eye(3) + strain
         displacement = rng.normal(0.0, 1.0, sc.positions.shape) * sigma
         sc = Structure(sc.symbols, sc.positions @ deform + displacement, sc.cell @ deform, periodic=True)
         return validate_structure(sc, self.path)
@@ -339,11 +336,15 @@ class CrystalSource:
         """The drawn sigma (A) and strain tensor of structure ``index`` (recorded in its info.json)."""
         if not self.varied:
             return {"rattle_sigma_A": self.rattle}
-        rng = rng_for(seed, index)
+        sigma, strain = self._draw(rng_for(seed, index), index, supercell(self.base(), self.supercell))
+        return {"rattle_sigma_A": sigma, "strain": strain.round(12).tolist()}
+
+    def _draw(self, rng: np.random.Generator, index: int, ideal: Structure) -> tuple[float, np.ndarray]:
+        """sigma (A) and strain of a varied structure: the first draws of its RNG, in this order."""
         hi = self.rattle if self.rattle_max is None else self.rattle_max
-        sigma = rng.uniform(self.rattle, hi)
-        strain = random_strain(rng, self.strain, supercell(self.base(), self.supercell))
-        return {"rattle_sigma_A": 0.0 if index < self.pristine else float(sigma), "strain": strain.round(12).tolist()}
+        sigma = float(rng.uniform(self.rattle, hi))
+        strain = random_strain(rng, self.strain, ideal)
+        return (0.0 if index < self.pristine else sigma), strain
 
 
 def random_strain(rng: np.random.Generator, amplitude: float, structure: Structure) -> np.ndarray:
