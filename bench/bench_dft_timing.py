@@ -101,7 +101,9 @@ def main(argv=None) -> int:
         for r in results:
             print(json.dumps(r))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        from deeph_jax.provenance import write_result
+
+        print(f"raw results: {write_result(args.json, results)}")
     return 0
 
 

@@ -1,9 +1,9 @@
 """Pair-graph build time and memory for rattled hBN sheets of 10^3 to 10^5 atoms (run by hand).
 
-    python bench/bench_graph.py [--sizes 1000 10000 100000] [--cutoff 8.0]
+    python bench/bench_graph.py [--sizes 1000 10000 100000] [--cutoff 8.0] [--json bench/results/graph.json]
 
 Prints atoms, edges, seconds for build_graph (vesin neighbour list + self edges + sort) and for
-the mirror index, and the peak RSS of the process.
+the mirror index, and the peak RSS of the process; the rows also go to --json.
 """
 
 import argparse
@@ -15,6 +15,7 @@ from ase.build import make_supercell
 
 from deeph_jax.graph import build_graph
 from deeph_jax.io.structures import Structure, validate_structure
+from deeph_jax.provenance import write_result
 
 
 def hbn_sheet(n_atoms: int, seed: int = 0, a: float = 2.504, c: float = 20.0) -> Structure:
@@ -34,7 +35,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     p.add_argument("--cutoff", type=float, default=8.0, help="Angstrom")
+    p.add_argument("--json", default="bench/results/graph.json", help="raw results ('' for none)")
     args = p.parse_args()
+    rows = []
     print(f"{'atoms':>8} {'edges':>10} {'validate s':>11} {'build s':>8} {'mirror s':>9} {'peak RSS GiB':>13}")
     for n in args.sizes:
         s = hbn_sheet(n)
@@ -47,6 +50,10 @@ def main():
         t3 = time.perf_counter()
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         print(f"{s.n_atoms:>8} {g.n_edges:>10} {t1 - t0:>11.2f} {t2 - t1:>8.2f} {t3 - t2:>9.2f} {rss:>13.2f}")
+        rows.append({"atoms": s.n_atoms, "edges": g.n_edges, "cutoff_A": args.cutoff, "validate_s": t1 - t0,
+                     "build_graph_s": t2 - t1, "mirror_s": t3 - t2, "peak_rss_GiB": rss})
+    if args.json:
+        print(f"raw results: {write_result(args.json, rows)}")
 
 
 if __name__ == "__main__":

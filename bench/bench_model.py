@@ -1,6 +1,6 @@
 """Cost of HamiltonianNet on CPU: parameters, forward + backward per batch, forward per edge.
 
-    python bench/bench_model.py [--preset default|larger] [--repeat 5]
+    python bench/bench_model.py [--preset default|larger] [--repeat 5] [--json bench/results/model.json]
 
 Graphs: a training batch of 8 shipped PySCF water molecules (cutoff 6 A), a C/H/O molecule
 (ethanol, 9 atoms, cutoff 5 A) and the MoTe2 cell (cutoff 7 A, periodic images) from
@@ -22,6 +22,7 @@ from deeph_jax.io.deeph import read_deeph_dir
 from deeph_jax.io.structures import from_ase
 from deeph_jax.model import PRESETS, HamiltonianNet, count_parameters, model_elements, summary
 from deeph_jax.model.testing import shared_dir
+from deeph_jax.provenance import write_result
 
 DATA = shared_dir() / "data" / "deeph-dock"
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +51,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="default", choices=sorted(PRESETS))
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--json", default="bench/results/model.json", help="raw results ('' for none)")
     args = ap.parse_args()
+    rows = []
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {jax.device_count()} device(s)")
     for name in ("default", "larger"):
         data = read_deeph_dir(CASES["MoTe2"][0], hamiltonian=None, overlap=False)
@@ -59,6 +62,7 @@ def main() -> None:
         m = HamiltonianNet(PRESETS[name](), data.basis)
         shapes = jax.eval_shape(lambda x: nn.Module.init(m, jax.random.PRNGKey(0), x), b)
         print(f"[{name}] {count_parameters(shapes):,} parameters (basis Mo/Te)")
+        rows.append({"preset": name, "parameters_MoTe_basis": count_parameters(shapes)})
     config = PRESETS[args.preset]()
     for case, (path, cutoff) in CASES.items():
         data = read_deeph_dir(path, hamiltonian=None, overlap=False)
@@ -86,6 +90,11 @@ def main() -> None:
         print(f"{case}: {graph.n_nodes * copies} atoms, {E} edges ({Ep} padded); forward {t_f * 1e3:.1f} ms "
               f"= {t_f / E * 1e6:.0f} us/edge ({t_f / Ep * 1e6:.0f} us/padded edge); forward+backward "
               f"{t_b * 1e3:.1f} ms/batch; first calls (compile) {c_f:.1f} s, {c_b:.1f} s")
+        rows.append({"case": case, "preset": args.preset, "atoms": graph.n_nodes * copies, "edges": E,
+                     "padded_edges": Ep, "forward_ms": t_f * 1e3, "forward_us_per_edge": t_f / E * 1e6,
+                     "forward_backward_ms": t_b * 1e3, "compile_forward_s": c_f, "compile_backward_s": c_b})
+    if args.json:
+        print(f"raw results: {write_result(args.json, rows)}")
 
 
 if __name__ == "__main__":

@@ -28,13 +28,13 @@ def element_potentials(positions: np.ndarray, cell: np.ndarray | None, symbols: 
     """Psi (n_atoms, n_elements), eV per unit charge: column e is the long-range potential of the neutral
     charge set 1_e - x_e. Periodic cells are summed in 3D in their own cell (``cell`` rows, Angstrom);
     ``cell=None`` is a molecule (open boundaries)."""
-    from deeph_jax.physics.ewald import long_range_kernel, pme_long_range_potential
+    from deeph_jax.physics.ewald import long_range_kernel, long_range_potential
 
     sym = np.asarray(symbols)
     charges = np.stack([(sym == e).astype(np.float64) - np.mean(sym == e) for e in elements], axis=1)
     if cell is None or len(sym) <= direct_max_atoms:
         return long_range_kernel(positions, cell, alpha) @ charges
-    return np.stack([pme_long_range_potential(positions, cell, q, alpha) for q in charges.T], axis=1)
+    return np.stack([long_range_potential(positions, cell, q, alpha, direct_max_atoms=0) for q in charges.T], axis=1)
 
 
 def attach_long_range(graph: PairGraph, elements: Sequence[str], alpha: float | None, periodic: bool) -> PairGraph:

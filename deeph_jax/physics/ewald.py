@@ -213,16 +213,47 @@ def pme_long_range_potential(positions: np.ndarray, cell: np.ndarray, charges: n
     return COULOMB_EV_A * phi
 
 
+PME_ALPHA_MAX = 0.35  # 1/A: the largest alpha the default PME grid (0.8 A spacing, order 6) resolves to ~1e-6
+
+
+def erf_difference_potential(positions: np.ndarray, cell: np.ndarray, charges: np.ndarray, alpha_low: float,
+                             alpha_high: float, accuracy: float = 1e-9) -> np.ndarray:
+    """k_e sum'_{j, R} q_j [erf(alpha_high r) - erf(alpha_low r)] / r at each atom (eV per e).
+
+    The difference of two long-range kernels is short-ranged (it is erfc(alpha_low r) - erfc(alpha_high r)), so
+    a neighbour list within the erfc range of ``alpha_low`` sums it in O(N): with it, particle-mesh Ewald at a
+    coarse alpha gives the potential of any larger alpha without a finer grid.
+    """
+    import vesin
+
+    pos = np.asarray(positions, dtype=np.float64)
+    cell = np.asarray(cell, dtype=np.float64)
+    q = np.asarray(charges, dtype=np.float64)
+    r_max = _erfc_range(alpha_low, accuracy)
+    i, j, d = vesin.NeighborList(cutoff=r_max, full_list=True).compute(points=pos, box=cell, periodic=True,
+                                                                       quantities="ijd")
+    d = np.asarray(d, dtype=np.float64)
+    keep = d > 1e-12
+    i, j, d = i[keep], j[keep], d[keep]
+    term = (erfc(alpha_low * d) - erfc(alpha_high * d)) / d * q[j]
+    return COULOMB_EV_A * np.bincount(i, term, minlength=len(pos))
+
+
 def long_range_potential(positions: np.ndarray, cell: np.ndarray | None, charges: np.ndarray, alpha: float,
                          direct_max_atoms: int = 2000) -> np.ndarray:
     """phi_long (eV per e): the direct kernel for small structures, particle-mesh Ewald for large cells.
 
-    Molecules always use the direct sum (O(N^2), fine for molecules)."""
+    Molecules always use the direct sum (O(N^2), fine for molecules). Above :data:`PME_ALPHA_MAX` the mesh runs
+    at that alpha and :func:`erf_difference_potential` adds the rest in real space."""
     n = len(positions)
     if cell is None or n <= direct_max_atoms:
         return long_range_kernel(positions, cell, alpha) @ np.asarray(charges, dtype=np.float64)
-    return pme_long_range_potential(positions, cell, charges, alpha)
+    alpha_mesh = min(alpha, PME_ALPHA_MAX)
+    phi = pme_long_range_potential(positions, cell, charges, alpha_mesh)
+    if alpha > alpha_mesh:
+        phi += erf_difference_potential(positions, cell, charges, alpha_mesh, alpha)
+    return phi
 
 
-__all__ = ["COULOMB_EV_A", "ewald_potential", "long_range_kernel", "long_range_potential",
-           "pme_long_range_potential", "short_range_potential"]
+__all__ = ["COULOMB_EV_A", "PME_ALPHA_MAX", "erf_difference_potential", "ewald_potential", "long_range_kernel",
+           "long_range_potential", "pme_long_range_potential", "short_range_potential"]

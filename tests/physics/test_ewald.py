@@ -70,6 +70,20 @@ def test_particle_mesh_matches_the_direct_sum():
     np.testing.assert_allclose(long_range_potential(pos, sc.cell, q, 0.3, direct_max_atoms=10), mesh)
 
 
+def test_mesh_plus_real_space_difference_reaches_a_large_alpha():
+    """alpha = 1/A is beyond the PME grid; mesh at PME_ALPHA_MAX + the erf difference equals the direct sum."""
+    from deeph_jax.dft.crystals import named_cell, supercell
+
+    sc = supercell(named_cell("hbn"), (10, 10, 1))
+    rng = np.random.default_rng(2)
+    pos = sc.positions + rng.normal(0, 0.1, sc.positions.shape)
+    q = np.where(np.asarray(sc.symbols) == "B", 1.0, -1.0)
+    direct = long_range_kernel(pos, sc.cell, 1.0) @ q
+    assert np.abs(pme_long_range_potential(pos, sc.cell, q, 1.0) - direct).max() > 1e-3  # the grid alone fails
+    combined = long_range_potential(pos, sc.cell, q, 1.0, direct_max_atoms=10)
+    assert np.abs(combined - direct).max() < 1e-5 * np.abs(direct).max()
+
+
 def test_long_range_kernel_is_invariant():
     pos, cell, q = _hbn_cell()
     k = long_range_kernel(pos, cell, 0.3)
