@@ -67,6 +67,8 @@ def summarize_datasets(root: Path) -> list[dict]:
             row["seconds_per_structure_mean"] = float(np.mean(np.add(scf, dense)))
             row["seconds_scf_mean"] = float(np.mean(scf))
             row["seconds_dense_fock_mean"] = float(np.mean(dense))
+            row["seconds_scf_range"] = [float(np.min(scf)), float(np.max(scf))]
+            row["seconds_dense_fock_range"] = [float(np.min(dense)), float(np.max(dense))]
         out.append(row)
     return out
 

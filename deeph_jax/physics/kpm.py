@@ -81,7 +81,10 @@ def spectral_bounds(h: sp.spmatrix, s: sp.spmatrix, margin: float = 0.05) -> tup
     return lo - pad, hi + pad
 
 
-def s_solver(s: sp.spmatrix, dense_max_dim: int = 6000, tol: float = 1e-12):
+DENSE_S_MAX = 6000  # orbitals up to which S^-1 x uses a dense Cholesky factor
+
+
+def s_solver(s: sp.spmatrix, dense_max_dim: int = DENSE_S_MAX, tol: float = 1e-12):
     """A function x -> S^-1 x for vectors or (n, R) blocks: a dense Cholesky factor for small S (SuperLU's
     many-right-hand-side solve is ~40x slower at 512 orbitals), Jacobi-preconditioned block CG above."""
     import scipy.linalg
@@ -165,6 +168,34 @@ def kpm_moments(h: sp.spmatrix, s: sp.spmatrix, n_moments: int = 400, n_vectors:
         v_prev, v = v, 2.0 * apply(v) - v_prev
         out[:, n] = np.einsum("ij,ij->j", r, v).real
     return KPMMoments(out, center, half, h.shape[0], time.perf_counter() - t0)
+
+
+def moments_for_resolution(half_width_eV: float, resolution_eV_: float, max_moments: int = 20000) -> int:
+    """Moments N whose Jackson resolution pi a / N reaches ``resolution_eV_``, at least 64."""
+    n = int(math.ceil(math.pi * half_width_eV / resolution_eV_))
+    if n > max_moments:
+        raise DeephError(f"a KPM resolution of {resolution_eV_:g} eV over a spectrum of half-width "
+                         f"{half_width_eV:.1f} eV needs {n} moments (over {max_moments}): use a larger --sigma")
+    return max(64, n)
+
+
+def kpm_moments_mesh(pairs, n_moments: int | None = None, resolution: float | None = None, n_vectors: int = 16,
+                     seed: int = 0, progress: bool = False) -> KPMMoments:
+    """Moments per cell averaged over k-points: ``pairs`` is a list of sparse (H(k), S(k)), equal weights.
+
+    All k-points share the spectral bounds (their union), so their moments add; give ``n_moments`` or the
+    ``resolution`` (eV) it should reach. The random vectors are drawn anew per k (seed + k index)."""
+    lo, hi = np.inf, -np.inf
+    for h, s in pairs:
+        a, b = spectral_bounds(h, s)
+        lo, hi = min(lo, a), max(hi, b)
+    if n_moments is None:
+        n_moments = moments_for_resolution(0.5 * (hi - lo), resolution)
+    t0 = time.perf_counter()
+    per = [kpm_moments(h, s, n_moments, n_vectors, seed + i, bounds=(lo, hi), progress=progress).per_vector
+           for i, (h, s) in enumerate(pairs)]
+    return KPMMoments(np.mean(per, axis=0), 0.5 * (hi + lo), 0.5 * (hi - lo), pairs[0][0].shape[0],
+                      time.perf_counter() - t0)
 
 
 def _chebyshev_terms(moments: KPMMoments, energies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

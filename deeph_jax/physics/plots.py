@@ -50,10 +50,14 @@ def plot_bands(path: str | Path, kpath, curves: list[tuple[str, np.ndarray, str]
     _save(fig, path)
 
 
-def plot_dos(path: str | Path, grid: np.ndarray, dos: np.ndarray, fermi_eV: float, title: str | None = None) -> None:
-    """DOS (states/eV/cell) against E - E_F (eV)."""
+def plot_dos(path: str | Path, grid: np.ndarray, dos: np.ndarray, fermi_eV: float, title: str | None = None,
+             stderr: np.ndarray | None = None) -> None:
+    """DOS (states/eV/cell) against E - E_F (eV); ``stderr`` (KPM) shaded as +-2 standard errors."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
+    if stderr is not None:
+        ax.fill_between(grid - fermi_eV, dos - 2 * stderr, dos + 2 * stderr, color="0.75", lw=0,
+                        label="+-2 standard errors")
     ax.plot(grid - fermi_eV, dos, "k-", lw=1.0)
     ax.axvline(0.0, color="0.3", ls=":", lw=0.8)
     ax.set_xlabel("E - E_F (eV)")

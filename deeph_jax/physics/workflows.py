@@ -155,17 +155,54 @@ def save_result(out: Path, result: dict) -> None:
                     f.create_dataset(k, data=np.char.encode(v, "utf-8") if v.dtype.kind == "U" else v)
 
 
-def run_dos(folder, kmesh, hamiltonian=None, sigma=0.1, out=None, plot=True) -> dict:
-    from deeph_jax.physics.dos import energy_grid, gaussian_dos
+def is_time_reversal_point(k) -> bool:
+    """Every Bloch phase exp(i 2 pi k.R) is +-1: Gamma and the zone-boundary TRIM points."""
+    k = np.asarray(k, dtype=np.float64)
+    return bool(np.allclose(2.0 * k, np.round(2.0 * k), atol=1e-12))
+
+
+def choose_dos_method(method: str, dimension: int) -> str:
+    """``auto``: dense diagonalization up to DENSE_LIMIT orbitals, the kernel polynomial method above."""
+    if method not in ("auto", "dense", "kpm"):
+        raise DeephError(f"--method must be auto, dense or kpm, got {method!r}")
+    if method == "auto":
+        return "kpm" if dimension > DENSE_LIMIT else "dense"
+    return method
+
+
+def run_dos(folder, kmesh, hamiltonian=None, sigma=0.1, out=None, plot=True, method="auto",
+            n_moments=None, n_vectors=16, seed=0) -> dict:
+    """DOS (states/eV/cell) and E_F. ``method``: dense (Gaussian-smeared eigenvalues on the k-mesh) or kpm
+    (Chebyshev moments with the Jackson kernel, resolution ~ ``sigma``, error bars from ``n_vectors``
+    random vectors); ``auto`` picks by size and says which."""
+    from deeph_jax.physics import memory
 
     folder = Path(folder)
     which = choose_hamiltonian(folder, hamiltonian)
     out = checks.check_output(out, folder, "dos.npz")
     kmesh = checks.check_kmesh(kmesh)
     sigma = checks.check_positive_energy(sigma, "--sigma")
+    if n_vectors < 2:
+        raise DeephError(f"--vectors must be >= 2 (error bars need two), got {n_vectors}")
+    if n_moments is not None and n_moments < 64:
+        raise DeephError(f"--moments must be >= 64, got {n_moments}")
     data, which = load(folder, which)
     checks.check_occupation(data)
-    energies = bands_at(data, mesh_points(kmesh))
+    dimension = int(data.atom_offsets[-1]) * (2 if data.spinful else 1)
+    method = choose_dos_method(method, dimension)
+    kpoints = mesh_points(kmesh)
+    complex_any = data.hamiltonian.is_complex or not all(is_time_reversal_point(k) for k in kpoints)
+    if method == "dense":
+        memory.check_fits(memory.dense_eigen_bytes(dimension, complex_any), f"dense DOS of {dimension:,} orbitals",
+                          "use --method kpm", folder)
+        return _dense_dos(data, which, folder, kmesh, kpoints, sigma, out, plot)
+    return _kpm_dos(data, which, folder, kmesh, kpoints, sigma, out, plot, n_moments, n_vectors, seed)
+
+
+def _dense_dos(data, which, folder, kmesh, kpoints, sigma, out, plot) -> dict:
+    from deeph_jax.physics.dos import energy_grid, gaussian_dos
+
+    energies = bands_at(data, kpoints)
     if data.occupation is not None:
         ef, gap = fermi_level(energies, data.occupation, data.spinful, sigma=sigma)
     else:
@@ -173,13 +210,47 @@ def run_dos(folder, kmesh, hamiltonian=None, sigma=0.1, out=None, plot=True) -> 
     checks.check_dos_grid(energies, sigma)
     grid = energy_grid(energies, sigma)
     dos = gaussian_dos(energies, grid, sigma, data.spinful)
-    result = {"hamiltonian": which, "kmesh": np.asarray(kmesh), "energies_eV": grid, "dos_per_eV": dos,
-              "fermi_energy_eV": ef, "sigma_eV": sigma}
+    result = {"hamiltonian": which, "method": "dense", "kmesh": np.asarray(kmesh), "energies_eV": grid,
+              "dos_per_eV": dos, "fermi_energy_eV": ef, "sigma_eV": sigma}
     from deeph_jax.physics.plots import plot_dos
 
     title = f"{folder.name} ({which}), mesh {kmesh}, sigma {sigma} eV"
     return finish(result, gap, out,
                   (lambda png: plot_dos(png, grid, dos, ef, title=title)) if plot else None)
+
+
+def _kpm_dos(data, which, folder, kmesh, kpoints, sigma, out, plot, n_moments, n_vectors, seed) -> dict:
+    from deeph_jax.physics import kpm, memory
+
+    real_h = not data.hamiltonian.is_complex
+    pairs = [data.sparse_k(k, real=real_h and is_time_reversal_point(k)) for k in kpoints]
+    dimension = pairs[0][0].shape[0]
+    nnz = max(h.nnz + s.nnz for h, s in pairs)
+    complex_any = any(np.iscomplexobj(h.data) for h, _ in pairs)
+    memory.check_fits(memory.kpm_bytes(dimension, nnz, n_vectors, complex_any, kpm.DENSE_S_MAX),
+                      f"KPM of {dimension:,} orbitals", "use fewer --vectors or a machine with more memory", folder)
+    moments = kpm.kpm_moments_mesh(pairs, n_moments, resolution=sigma, n_vectors=n_vectors, seed=seed,
+                                   progress=True)
+    spin_factor = 1.0 if data.spinful else 2.0
+    lo, hi = moments.center - 0.999 * moments.half_width, moments.center + 0.999 * moments.half_width
+    grid = np.arange(lo, hi, sigma / 4.0)
+    dos, err = kpm.kpm_dos(moments, grid, spin_factor)
+    gap = None
+    if data.occupation is not None:
+        fermi = kpm.kpm_fermi_level(moments, data.occupation, spin_factor)
+        ef, gap = fermi.fermi_eV, fermi.gap_eV
+    else:
+        ef, _ = fermi_of(data, None)
+    result = {"hamiltonian": which, "method": "kpm", "kmesh": np.asarray(kmesh), "energies_eV": grid,
+              "dos_per_eV": dos, "dos_stderr_per_eV": err, "fermi_energy_eV": ef, "sigma_eV": sigma,
+              "resolution_eV": kpm.resolution_eV(moments), "n_moments": moments.n_moments, "n_vectors": n_vectors,
+              "seconds": moments.seconds}
+    from deeph_jax.physics.plots import plot_dos
+
+    title = (f"{folder.name} ({which}), KPM {moments.n_moments} moments x {n_vectors} vectors, "
+             f"mesh {kmesh}")
+    return finish(result, gap, out,
+                  (lambda png: plot_dos(png, grid, dos, ef, title=title, stderr=err)) if plot else None)
 
 
 def run_polarization(folder, hamiltonian=None, basis=None, kmesh=None, valence=None) -> dict:

@@ -1,0 +1,50 @@
+"""Memory a spectral job will need, checked before it starts: a large job that cannot fit is refused with one
+line that says what it needs, what is free and what to use instead, not killed by the OS an hour in."""
+
+from __future__ import annotations
+
+import os
+
+from deeph_jax.errors import DeephError
+
+GIB = 2.0**30
+
+
+def available_bytes() -> float:
+    """Memory this process can still use: MemAvailable of /proc/meminfo (Linux), else free physical pages."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024.0
+    except OSError:
+        pass
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def dense_eigen_bytes(dimension: int, complex_: bool) -> float:
+    """Peak of one dense generalized eigensolve (LAPACK ?hegvd): H, S, the eigenvectors and workspace,
+    about five n x n matrices."""
+    return 5.0 * dimension**2 * (16 if complex_ else 8)
+
+
+def kpm_bytes(dimension: int, nnz: int, n_vectors: int, complex_: bool, dense_s_max: int) -> float:
+    """KPM: sparse H and S (value + column index per entry, twice for the symmetrized copies), about eight
+    blocks of n x R vectors (Chebyshev recursion and the conjugate-gradient S solve), and a dense Cholesky
+    factor of S when ``dimension <= dense_s_max``."""
+    scalar = 16 if complex_ else 8
+    sparse = 2.0 * 2.0 * nnz * (scalar + 4)
+    vectors = 8.0 * dimension * n_vectors * scalar
+    factor = dimension**2 * scalar if dimension <= dense_s_max else 0.0
+    return sparse + vectors + factor
+
+
+def check_fits(need: float, what: str, instead: str, path=None, available: float | None = None) -> None:
+    """Refuse a job that needs more than 90 % of the available memory."""
+    free = available_bytes() if available is None else available
+    if need > 0.9 * free:
+        raise DeephError(f"{what} needs about {need / GIB:.1f} GiB and {free / GIB:.1f} GiB is available; {instead}",
+                         path)
