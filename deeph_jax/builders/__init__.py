@@ -1,0 +1,1 @@
+"""Structure builders for systems the project predicts: twisted and shifted bilayers."""
