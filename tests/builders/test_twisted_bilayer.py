@@ -72,7 +72,7 @@ def test_layer_two_is_layer_one_rotated_by_the_angle():
 def test_shifted_bilayers_and_bad_input():
     ab = shifted_bilayer((1 / 3, 1 / 3), interlayer=3.4, reps=(2, 2))
     assert ab.n_atoms == 16
-    layer1 = ab.positions[:, 2] < 10
+    layer1 = ab.positions[:, 2] < ab.cell[2, 2] / 2
     assert abs(_min_distance(ab, layer1, ~layer1) - 3.4) < 1e-8  # AB: half the atoms sit on top of one another
     aa = shifted_bilayer((0, 0), reps=(1, 1))
     np.testing.assert_allclose(aa.positions[2:, :2], aa.positions[:2, :2], atol=1e-12)
