@@ -15,8 +15,18 @@ def _vec(v, fmt="{:+.6f}") -> str:
 def _bands(args) -> int:
     from deeph_jax.physics.workflows import run_bands
 
+    distributed = False
+    if args.distributed:
+        from deeph_jax.runtime import init_distributed
+
+        if not init_distributed():
+            raise DeephError("--distributed needs DEEPH_COORDINATOR=host:port, DEEPH_NUM_PROCESSES and "
+                             "DEEPH_PROCESS_ID set for each process (see README, multi-host)")
+        distributed = True
     r = run_bands(args.dir, args.hamiltonian, args.kpath, args.npoints, args.nbands, args.sigma, args.out,
-                  smearing=args.smearing)
+                  smearing=args.smearing, distributed=distributed)
+    if "out" not in r:  # not the first process: it computed, the first one writes and reports
+        return 0
     e = r["energies_eV"]
     print(f"bands ({r['hamiltonian']}, {r['mode']}): {e.shape[0]} k-points x {e.shape[1]} bands, "
           f"E_F = {r['fermi_energy_eV']:.6f} eV" + (f", gap {r['gap_eV']:.4f} eV" if "gap_eV" in r else ""))
@@ -103,6 +113,10 @@ def register(sub) -> None:
     p.add_argument("--sigma", type=float, default=None, help="sparse: shift energy in eV (absolute)")
     p.add_argument("--smearing", type=float, default=0.1, help="Gaussian smearing for a metal's E_F, eV (0.1)")
     p.add_argument("--out", default=None, help="output .npz or .h5 (default DIR/bands.npz; the PNG beside it)")
+    p.add_argument("--distributed", action="store_true",
+                   help="with --nbands: split the rows of H(k), S(k) over the JAX processes started with "
+                        "DEEPH_COORDINATOR / DEEPH_NUM_PROCESSES / DEEPH_PROCESS_ID (iterative shift-invert; "
+                        "sigma in a gap converges fastest)")
     p.set_defaults(func=_bands)
 
     p = sub.add_parser("dos", help="density of states on a k-mesh (dense, or KPM for large cells), with a plot",

@@ -71,10 +71,12 @@ def resolution_eV(moments: KPMMoments) -> float:
 def spectral_bounds(h: sp.spmatrix, s: sp.spmatrix, margin: float = 0.05) -> tuple[float, float]:
     """Lowest and highest generalized eigenvalue (eV) by Lanczos, widened by ``margin`` of the width."""
     solve = s_solver(s)
-    op = spla.LinearOperator(h.shape, matvec=lambda v: solve(h @ v), dtype=np.result_type(h.dtype, s.dtype))
+    dtype = np.result_type(h.dtype, s.dtype)
+    op = spla.LinearOperator(h.shape, matvec=lambda v: solve(h @ v), dtype=dtype)
+    v0 = np.random.default_rng(0).standard_normal(h.shape[0]).astype(dtype)  # reproducible (and equal per process)
     ends = []
     for which in ("LR", "SR"):
-        vals = spla.eigs(op, k=1, which=which, tol=1e-6, maxiter=5000, return_eigenvectors=False)
+        vals = spla.eigs(op, k=1, which=which, tol=1e-6, maxiter=5000, v0=v0, return_eigenvectors=False)
         ends.append(float(np.real(vals[0])))
     hi, lo = ends
     pad = margin * (hi - lo)
@@ -89,7 +91,7 @@ def s_solver(s: sp.spmatrix, dense_max_dim: int = DENSE_S_MAX, tol: float = 1e-1
     many-right-hand-side solve is ~40x slower at 512 orbitals), Jacobi-preconditioned block CG above."""
     import scipy.linalg
 
-    if s.shape[0] <= dense_max_dim:
+    if sp.issparse(s) and s.shape[0] <= dense_max_dim:
         try:
             factor = scipy.linalg.cho_factor(s.toarray())
         except np.linalg.LinAlgError:
@@ -98,7 +100,7 @@ def s_solver(s: sp.spmatrix, dense_max_dim: int = DENSE_S_MAX, tol: float = 1e-1
     diag = s.diagonal().real
     if np.any(diag <= 0):
         raise DeephError("overlap matrix has a non-positive diagonal: not positive definite")
-    s = sp.csr_matrix(s)
+    s = sp.csr_matrix(s) if sp.issparse(s) else s  # or any matrix-like with @ (a distributed row block)
     inv_diag = 1.0 / diag
 
     def solve(b):
@@ -148,7 +150,7 @@ def kpm_moments(h: sp.spmatrix, s: sp.spmatrix, n_moments: int = 400, n_vectors:
     if n_moments < 2 or n_vectors < 1:
         raise DeephError(f"KPM needs >= 2 moments and >= 1 random vector, got {n_moments} and {n_vectors}")
     t0 = time.perf_counter()
-    h = sp.csr_matrix(h)
+    h = sp.csr_matrix(h) if sp.issparse(h) else h
     lo, hi = bounds if bounds is not None else spectral_bounds(h, s)
     center, half = 0.5 * (hi + lo), 0.5 * (hi - lo)
     solve = s_solver(s)
@@ -180,13 +182,14 @@ def moments_for_resolution(half_width_eV: float, resolution_eV_: float, max_mome
 
 
 def kpm_moments_mesh(pairs, n_moments: int | None = None, resolution: float | None = None, n_vectors: int = 16,
-                     seed: int = 0, progress: bool = False) -> KPMMoments:
+                     seed: int = 0, progress: bool = False, bounds: tuple[float, float] | None = None) -> KPMMoments:
     """Moments per cell averaged over k-points: ``pairs`` is a list of sparse (H(k), S(k)), equal weights.
 
-    All k-points share the spectral bounds (their union), so their moments add; give ``n_moments`` or the
-    ``resolution`` (eV) it should reach. The random vectors are drawn anew per k (seed + k index)."""
-    lo, hi = np.inf, -np.inf
-    for h, s in pairs:
+    All k-points share the spectral bounds (their union, or ``bounds`` in eV), so their moments add; give
+    ``n_moments`` or the ``resolution`` (eV) it should reach. The random vectors are drawn anew per k (seed + k
+    index)."""
+    lo, hi = (np.inf, -np.inf) if bounds is None else bounds
+    for h, s in pairs if bounds is None else []:
         a, b = spectral_bounds(h, s)
         lo, hi = min(lo, a), max(hi, b)
     if n_moments is None:

@@ -63,8 +63,30 @@ def fermi_of(data, e_path: np.ndarray | None, mesh=None, smearing: float = 0.1):
     return ef, gap
 
 
+def solver_for(nbands, sigma, distributed: bool, progress=None):
+    """``energies(data, kpoints)``: dense, single-machine shift-invert, or rows over the JAX processes."""
+    if distributed:
+        from deeph_jax.physics.distributed import bands_distributed
+
+        return lambda data, kpoints: bands_distributed(data, kpoints, nbands, sigma, progress)
+    return lambda data, kpoints: bands_at(data, kpoints, nbands, sigma, progress=progress)
+
+
+def is_main_process() -> bool:
+    """Only the first JAX process writes files in a multi-process run (one process: always)."""
+    import sys
+
+    if "jax" not in sys.modules:
+        return True
+    import jax
+
+    return jax.process_index() == 0
+
+
 def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, sigma=None, out=None,
-              smearing=0.1, plot=True) -> dict:
+              smearing=0.1, plot=True, distributed=False) -> dict:
+    """Bands along a path. ``distributed``: the sparse eigenvalues with the matrix rows over the JAX processes
+    of this run (:mod:`deeph_jax.physics.distributed`); every process computes, the first writes."""
     folder = Path(folder)
     which = choose_hamiltonian(folder, hamiltonian)
     out = checks.check_output(out, folder, "bands.npz")
@@ -91,7 +113,10 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
             raise DeephError("--nbands needs --sigma (eV): info.json has no fermi_energy_eV to default to", folder)
     if not sparse and n > DENSE_LIMIT:
         raise DeephError(f"{n} basis functions: too many for dense bands; ask for a few with --nbands N --sigma E", folder)
-    energies = bands_at(data, path.kpoints, nbands, sigma)
+    if distributed and not sparse:
+        raise DeephError("--distributed computes a few bands: give --nbands N (and --sigma E)", folder)
+    solve = solver_for(nbands, sigma, distributed)
+    energies = solve(data, path.kpoints)
     result = {"hamiltonian": which, "kpoints": path.kpoints, "distances": path.distances,
               "tick_distances": path.tick_distances, "tick_labels": np.asarray(path.tick_labels),
               "energies_eV": energies, "mode": "shift-invert" if sparse else "dense"}
@@ -105,7 +130,7 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
     curves = [(f"{which} ({FILES[which]})", energies, "r-" if which == "pred" else "k-")]
     if which == "pred" and (folder / HAMILTONIAN).is_file():
         dft = read_deeph_dir(folder, hamiltonian=HAMILTONIAN)
-        e_dft = bands_at(dft, path.kpoints, nbands, sigma)
+        e_dft = solve(dft, path.kpoints)
         ef_dft, gap_dft = (ef, None) if sparse else fermi_of(dft, e_dft, smearing=smearing)
         result.update(energies_dft_eV=e_dft, fermi_energy_dft_eV=ef_dft, max_abs_diff_eV=float(np.abs(energies - e_dft).max()))
         if gap_dft is not None:
@@ -122,6 +147,8 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
         title += f"\ngap: DFT {result['gap_dft_eV']:.3f} eV, predicted {gap[1] - gap[0]:.3f} eV"
     elif gap is not None:
         title += f", gap {gap[1] - gap[0]:.3f} eV"
+    if not is_main_process():
+        return result
     return finish(result, gap, out, (lambda png: plot_bands(png, path, curves, ef, title=title)) if plot else None)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,22 +21,11 @@ import numpy as np
 from deeph_jax.errors import DeephError
 from deeph_jax.io import OrbitalBasis, read_deeph_dir
 from deeph_jax.io.atomic import write_text_atomic
+from deeph_jax.runtime import init_distributed
 from deeph_jax.train import data as D
 from deeph_jax.train.config import TrainConfig, check_config, save_config
 from deeph_jax.train.run_folder import clear_run, read_metrics, refuse_existing_run, write_metrics
 from deeph_jax.units import EV_TO_MICROHARTREE
-
-
-def init_distributed(dc: dict) -> None:
-    """``jax.distributed.initialize`` from config or DEEPH_COORDINATOR / DEEPH_NUM_PROCESSES / DEEPH_PROCESS_ID."""
-    addr = dc.get("coordinator_address") or os.environ.get("DEEPH_COORDINATOR")
-    if not addr:
-        return
-    n = int(dc.get("num_processes") or os.environ["DEEPH_NUM_PROCESSES"])
-    pid = int(dc.get("process_id") if dc.get("process_id") is not None else os.environ["DEEPH_PROCESS_ID"])
-    # CPU hosts need a collectives implementation for cross-process all-reduce (GPUs use NCCL).
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=addr, num_processes=n, process_id=pid)
 
 
 def _graph_size(path: Path, cutoff: float) -> tuple[int, int]:
@@ -167,9 +155,19 @@ class Trainer:
         self.steps_per_epoch = len(self.train_dirs) // B
         if self.steps_per_epoch == 0:
             raise DeephError(f"train.batch_size {B} is larger than the {len(self.train_dirs)} training structures")
-        sizes = [_graph_size(p, self.cutoff) for p in self.train_dirs]
+        self.graph_sizes = np.array([_graph_size(p, self.cutoff) for p in self.train_dirs])  # (n, 2) nodes, edges
         per = B // self.n_shards
-        self.shard_sizes = padded_sizes(per * max(n for n, _ in sizes), per * max(e for _, e in sizes), per)
+        self.shard_sizes = padded_sizes(*(per * self.graph_sizes.max(axis=0)), per)  # the largest a step can need
+
+    def step_shard_sizes(self, idx: np.ndarray) -> tuple[int, int, int]:
+        """The padded shard size of the step drawing structures ``idx``: power-of-two buckets of the largest
+        shard's totals, so mixed cell sizes (8 to 72 atoms) compile a few shapes instead of padding every step
+        to the largest. Every host computes it from the global indices alone and gets the same answer."""
+        from deeph_jax.graph import padded_sizes
+
+        per = self.tc.batch_size // self.n_shards
+        totals = self.graph_sizes[np.asarray(idx, dtype=np.int64)].reshape(self.n_shards, per, 2).sum(axis=1)
+        return padded_sizes(*totals.max(axis=0), per)
 
     def _write_run_files(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -184,10 +182,11 @@ class Trainer:
         B = self.tc.batch_size
         idx, epoch = D.global_batch_indices(len(self.train_dirs), B, self.tc.seed, step)
         per = B // self.n_shards
+        sizes = self.step_shard_sizes(idx)
         shards = []
         for k in self.local_shards:
             samples = [self.train_cache[int(i)] for i in idx[k * per : (k + 1) * per]]
-            shards += D.shard_batches(samples, 1, self.elements, self.dtype, sizes=self.shard_sizes)
+            shards += D.shard_batches(samples, 1, self.elements, self.dtype, sizes=sizes)
         return D.stack_batches(shards), epoch
 
     def sample_cache(self, dirs) -> D.SampleCache:
@@ -296,7 +295,7 @@ class Trainer:
             print(head)
             print(f"data: {len(self.train_dirs)} train / {len(self.val_dirs)} validation structures, "
                   f"{self.n_shards} device(s) on {jax.process_count()} process(es), padded shard "
-                  f"(nodes, edges, graphs) = {self.shard_sizes}")
+                  f"(nodes, edges, graphs) up to {self.shard_sizes} (power-of-two buckets per step)")
         self.log(head)
         return n_params
 
