@@ -52,7 +52,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                     "[0.85, 1.15] A, H-O-H angle uniform in [95, 120] degrees, random rotation, O at the centre "
                     "of a cubic box; restricted Kohn-Sham), --name halides (HCl, HBr, Cl2, Br2, BrCl, CH3Cl, "
                     "CH3Br, CH2Cl2, CH2Br2 cycled by index, randomly rotated and rattled; spin-orbit coupling from "
-                    "two-component X2C GKS, spinful complex H), --name radicals (O2, NH, CH2, OH, NH2, CH3, NO2, "
+                    "two-component X2C GKS, spinful complex H), --name radicals (O2, NH, CH2, HCO, NH2, CH3, NO2, "
                     "HO2; collinear UKS, H-up and H-down stored as spinful blocks [[up, 0], [0, down]], Mulliken "
                     "moments in info.json) or --file (any ase-readable file; every frame, optionally rattled).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

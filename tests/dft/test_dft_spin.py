@@ -252,3 +252,25 @@ def test_zgnr_geometry():
     assert (d[:, :, 6:] < 1.2).sum() == 2  # each H has one C neighbour
     src = RibbonSource(width=3, magnetic="alternate")
     assert [src.state(i) for i in range(3)] == ["afm", "fm", "afm"]
+
+
+@pytest.mark.slow
+def test_zgnr_tiny_ribbon_bands_and_states():
+    """1-ZGNR (2 C + 2 H) in a small cell, SCF mesh 2, dense mesh 8 (cutoff 9.8 A): the stored spin channels give
+    PySCF's get_bands at a k-point on neither mesh, and the AFM guess keeps antiparallel edge moments."""
+    from deeph_jax.dft.ribbons import RibbonSettings, RibbonSource, bands_check, compute_ribbon
+
+    src = RibbonSource(width=1, magnetic="afm", rattle=0.03, gap=7.0, height=7.0)
+    settings = RibbonSettings(kmesh=(2, 1, 1), dense_kmesh=(8, 1, 1), cutoff=9.8, conv_tol=1e-8)
+    data, mf, _ = compute_ribbon(src.geometry(0, 0), 1, "afm", settings)
+    info = data.info
+    print("1-ZGNR AFM:", info["magnetic_state"], info["edge_moments_muB"], info["total_magnetic_moment_muB"])
+    assert info["spinful"] and info["collinear_spin"]
+    assert data.hamiltonian.hermiticity_error() < 1e-10 and data.hamiltonian.missing_mirrors() == 0
+    n = data.atom_offsets[-1]
+    h = data.hamiltonian_k([0.3, 0, 0])
+    assert np.abs(h[:n, n:]).max() == 0
+    err = bands_check(data, mf, [[0.3, 0.0, 0.0], [0.4375, 0.0, 0.0]])
+    print(f"1-ZGNR bands (both spins, occupied + 4) vs get_bands off the meshes: {err * 1e3:.3f} meV")
+    assert err < 0.01
+    assert info["magnetic_state"] == "afm" and abs(info["total_magnetic_moment_muB"]) < 0.05
