@@ -113,7 +113,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--strain", type=float, default=0.0, help="random symmetric strain in the periodic plane(s), "
                    "components uniform in [-STRAIN, STRAIN] (e.g. 0.02 for +-2 %%)")
     c.add_argument("--pristine", type=int, default=0, help="the first N structures are not rattled (strain still "
-                   "drawn); needs --rattle-max or --strain")
+                   "drawn); needs --rattle-max or --strain, except for zgnr")
     c.add_argument("--vacuum", type=float, default=None, help="cell height c in Angstrom for named 2D sheets (one value "
                    "per dataset: the energy zero depends on it; default 12); zgnr: the cell height along z and the "
                    "vacuum gap between ribbon images along y (default 10)")
