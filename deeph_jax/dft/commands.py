@@ -47,17 +47,32 @@ def register(subparsers) -> argparse.ArgumentParser:
 
     m = gsub.add_parser(
         "molecules", help="molecular Kohn-Sham H and S (PySCF) for sampled or given geometries",
-        description="Molecular DFT (restricted Kohn-Sham, PySCF). H is the converged Fock matrix in eV, S the AO "
+        description="Molecular DFT (PySCF). H is the converged Fock matrix in eV, S the AO "
                     "overlap; every atom pair with R=0. Geometries: --name water (O-H bonds uniform in "
                     "[0.85, 1.15] A, H-O-H angle uniform in [95, 120] degrees, random rotation, O at the centre "
-                    "of a cubic box) or --file (any ase-readable file; every frame, optionally rattled).",
+                    "of a cubic box; restricted Kohn-Sham), --name halides (HCl, HBr, Cl2, Br2, BrCl, CH3Cl, "
+                    "CH3Br, CH2Cl2, CH2Br2 cycled by index, randomly rotated and rattled; spin-orbit coupling from "
+                    "two-component X2C GKS, spinful complex H), --name radicals (O2, NH, CH2, HCO, NH2, CH3, NO2, "
+                    "HO2; collinear UKS, H-up and H-down stored as spinful blocks [[up, 0], [0, down]], Mulliken "
+                    "moments in info.json) or --file (any ase-readable file; every frame, optionally rattled).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     src = m.add_mutually_exclusive_group()
-    src.add_argument("--name", default=None, choices=["water"], help="named geometry distribution (default: water)")
+    src.add_argument("--name", default=None, choices=["water", "halides", "radicals"],
+                     help="named geometry distribution (default: water)")
     src.add_argument("--file", default=None, help="molecule file (xyz, sdf, extxyz trajectory, ...: anything ase reads)")
-    m.add_argument("--rattle", type=float, default=0.0, help="Gaussian displacement sigma in Angstrom per Cartesian "
-                   "coordinate for --file geometries; 0 takes every frame as is (then --n defaults to the frame count)")
+    m.add_argument("--rattle", type=float, default=None, help="Gaussian displacement sigma in Angstrom per Cartesian "
+                   "coordinate, for --file geometries (default 0: every frame as is, then --n defaults to the frame "
+                   "count) and --name halides|radicals (default 0.06); water ignores it")
+    spin = m.add_mutually_exclusive_group()
+    spin.add_argument("--soc", action="store_true", help="spin-orbit coupling: GKS with one-electron X2C "
+                      "(closed shells); spinful complex H, spinless S (default for --name halides)")
+    spin.add_argument("--spin-polarized", action="store_true", help="collinear spin: UKS; H-up and H-down as "
+                      "spinful blocks [[up, 0], [0, down]] (default for --name radicals)")
+    spin.add_argument("--restricted", action="store_true", help="restricted Kohn-Sham, spinless H (default for "
+                      "--name water and --file)")
+    m.add_argument("--unpaired", type=int, default=None, help="with --spin-polarized: n_alpha - n_beta (default: "
+                   "the radicals table, or 0/1 by electron-count parity); negative puts the excess in beta")
     m.add_argument("--box", type=float, default=30.0, help="side of the cubic box written to POSCAR, Angstrom")
     m.add_argument("--basis", default="def2-SVP", help="Gaussian basis set (PySCF name)")
     m.add_argument("--xc", default="PBE", help="exchange-correlation functional (PySCF name; HF for Hartree-Fock)")
@@ -65,7 +80,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     m.add_argument("--grid-level", type=int, default=None, help="DFT integration grid level 0-9 (default: PySCF's, 3)")
     m.add_argument("--density-fit", action="store_true", help="use density fitting (default: exact integrals)")
     m.add_argument("--auxbasis", default=None, help="auxiliary basis for --density-fit (default: PySCF's choice)")
-    m.add_argument("--charge", type=int, default=0, help="molecular charge (closed shell only)")
+    m.add_argument("--charge", type=int, default=0, help="molecular charge")
     m.add_argument("--max-cycle", type=int, default=100, help="SCF iterations before the damped retry")
     _common(m)
     m.set_defaults(func=run_molecules)
@@ -80,21 +95,28 @@ def register(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     src = c.add_mutually_exclusive_group()
-    src.add_argument("--name", default=None, choices=["hbn", "graphene", "diamond"],
-                     help="named crystal (default: hbn); hbn and graphene are 2D sheets in a cell of height --vacuum")
+    src.add_argument("--name", default=None, choices=["hbn", "graphene", "diamond", "zgnr"],
+                     help="named crystal (default: hbn); hbn and graphene are 2D sheets in a cell of height --vacuum; "
+                          "zgnr: H-terminated zigzag graphene nanoribbon of --width chains (2 W C + 2 H per cell), "
+                          "collinear KUKS with magnetic edges (--magnetic), H-up and H-down as spinful blocks")
     src.add_argument("--file", default=None, help="unit cell file (POSCAR, CIF, ...: anything ase reads)")
+    c.add_argument("--width", type=int, default=None, help="zgnr: number of zigzag carbon chains across the ribbon")
+    c.add_argument("--magnetic", default="afm", choices=["afm", "fm", "alternate"], help="zgnr: edge moments of the "
+                   "initial guess, antiparallel (afm, the ground state) or parallel (fm); alternate: even index afm, "
+                   "odd fm. The converged state is recorded in info.json (magnetic_state)")
     c.add_argument("--supercell", type=_triple, default=(2, 2, 1), help="supercell repetitions, e.g. 2,2,1 (8 atoms "
                    "of hBN) or 4,4,1 (32 atoms)")
-    c.add_argument("--rattle", type=float, default=0.1, help="Gaussian displacement sigma in Angstrom per Cartesian "
-                   "coordinate (0: the ideal supercell)")
+    c.add_argument("--rattle", type=float, default=None, help="Gaussian displacement sigma in Angstrom per Cartesian "
+                   "coordinate (0: the ideal supercell; default 0.1, zgnr 0.05)")
     c.add_argument("--rattle-max", type=float, default=None, help="draw each structure's sigma uniformly in "
                    "[--rattle, --rattle-max] Angstrom (varied rattle)")
     c.add_argument("--strain", type=float, default=0.0, help="random symmetric strain in the periodic plane(s), "
                    "components uniform in [-STRAIN, STRAIN] (e.g. 0.02 for +-2 %%)")
     c.add_argument("--pristine", type=int, default=0, help="the first N structures are not rattled (strain still "
-                   "drawn); needs --rattle-max or --strain")
-    c.add_argument("--vacuum", type=float, default=12.0, help="cell height c in Angstrom for named 2D sheets (one value "
-                   "per dataset: the energy zero depends on it)")
+                   "drawn); needs --rattle-max or --strain, except for zgnr")
+    c.add_argument("--vacuum", type=float, default=None, help="cell height c in Angstrom for named 2D sheets (one value "
+                   "per dataset: the energy zero depends on it; default 12); zgnr: the cell height along z and the "
+                   "vacuum gap between ribbon images along y (default 10)")
     c.add_argument("--basis", default="gth-szv", help="Gaussian basis (PySCF name)")
     c.add_argument("--pseudo", default="gth-pbe", help="pseudopotential (PySCF name)")
     c.add_argument("--xc", default="PBE", help="exchange-correlation functional (LDA/GGA with multigrid)")
@@ -107,7 +129,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--dense-kmesh", type=_triple, default=None, help="override the dense mesh")
     c.add_argument("--cutoff", type=float, default=10.0, help="block cutoff radius in Angstrom (10 A: hBN gth-szv bands to ~1 meV; 8 A: up to 18 meV in the highest empty bands)")
     c.add_argument("--smearing", type=float, default=None, help="Fermi-Dirac smearing width in eV (default: 0.1 for "
-                   "graphene, none otherwise)")
+                   "graphene and zgnr, none otherwise)")
     c.add_argument("--conv-tol", type=float, default=1e-9, help="SCF energy convergence threshold, Hartree per cell")
     c.add_argument("--no-multigrid", action="store_true", help="use PySCF's FFTDF instead of multigrid")
     c.add_argument("--max-cycle", type=int, default=100, help="SCF iterations before the damped retry")
@@ -125,12 +147,24 @@ def _threads(args) -> int | None:
 def run_molecules(args) -> int:
     from deeph_jax.dft.molecules import MoleculeSettings, MoleculeSource, generate_molecules
 
+    from deeph_jax.dft.spin import DEFAULT_RATTLE, NAMED_SPIN
+
+    name = None if args.file else (args.name or "water")
+    chosen = "soc" if args.soc else "collinear" if args.spin_polarized else "restricted" if args.restricted else None
+    spin = chosen or NAMED_SPIN.get(name, "restricted")
+    if name in NAMED_SPIN and spin != NAMED_SPIN[name]:
+        raise DeephError(f"--name {name} is generated with {NAMED_SPIN[name]} spin; drop the conflicting spin option")
+    if args.unpaired is not None and spin != "collinear":
+        raise DeephError("--unpaired needs --spin-polarized (collinear UKS)")
+    if args.rattle is not None and args.rattle < 0:
+        raise DeephError(f"--rattle {args.rattle}: need a sigma >= 0 (Angstrom)")
+    rattle = args.rattle if args.rattle is not None else (DEFAULT_RATTLE if name in NAMED_SPIN else 0.0)
     settings = MoleculeSettings(
         basis=args.basis, xc=args.xc, conv_tol=args.conv_tol, grid_level=args.grid_level,
         density_fit=args.density_fit, auxbasis=args.auxbasis, charge=args.charge, max_cycle=args.max_cycle,
+        spin=spin, unpaired=args.unpaired,
     )
-    source = MoleculeSource(name=None if args.file else (args.name or "water"), path=args.file,
-                            rattle=args.rattle, box=args.box)
+    source = MoleculeSource(name=name, path=args.file, rattle=rattle, box=args.box)
     summary = generate_molecules(args.out, n=args.n, seed=args.seed, source=source, settings=settings,
                                  workers=args.workers, threads_per_worker=_threads(args),
                                  progress=not args.no_progress, command=_command_line())
@@ -143,6 +177,12 @@ def run_crystal(args) -> int:
     if args.n is None:
         raise DeephError("--n is required for crystal datasets")
     name = None if args.file else (args.name or "hbn")
+    if name == "zgnr":
+        return run_ribbon(args)
+    if args.width is not None:
+        raise DeephError("--width is for --name zgnr")
+    args.rattle = 0.1 if args.rattle is None else args.rattle
+    args.vacuum = 12.0 if args.vacuum is None else args.vacuum
     smearing = args.smearing if args.smearing is not None else (0.1 if name == "graphene" else None)
     settings = CrystalSettings(
         basis=args.basis, pseudo=args.pseudo, xc=args.xc, kmesh=args.kmesh, kspacing_length=args.kspacing_length,
@@ -161,6 +201,35 @@ def run_crystal(args) -> int:
     summary = generate_crystals(args.out, n=args.n, seed=args.seed, source=source, settings=settings,
                                 workers=args.workers, threads_per_worker=_threads(args),
                                 progress=not args.no_progress, command=_command_line())
+    return _report(summary)
+
+
+def run_ribbon(args) -> int:
+    from deeph_jax.dft.ribbons import RibbonSettings, RibbonSource, generate_ribbons
+
+    if args.width is None or args.width < 1:
+        raise DeephError("--name zgnr needs --width N (zigzag chains, >= 1)")
+    if args.supercell != (1, 1, 1) and args.supercell != (2, 2, 1):
+        raise DeephError("--supercell is not used by zgnr (the cell is one ribbon period)")
+    if args.rattle_max is not None or args.strain:
+        raise DeephError("--rattle-max and --strain are not implemented for zgnr (use --rattle)")
+    rattle = 0.05 if args.rattle is None else args.rattle
+    if rattle < 0:
+        raise DeephError(f"--rattle {rattle}: need a sigma >= 0 (Angstrom)")
+    vacuum = 10.0 if args.vacuum is None else args.vacuum
+    if vacuum < 6.0:
+        raise DeephError(f"--vacuum {vacuum}: zgnr needs >= 6 A of vacuum along y and z")
+    settings = RibbonSettings(
+        basis=args.basis, pseudo=args.pseudo, xc=args.xc, kmesh=args.kmesh or RibbonSettings.kmesh,
+        kspacing_length=args.kspacing_length, bvk_min=args.bvk_min, dense_kmesh=args.dense_kmesh, cutoff=args.cutoff,
+        smearing_eV=0.1 if args.smearing is None else (args.smearing or None), conv_tol=args.conv_tol,
+        multigrid=not args.no_multigrid, max_cycle=args.max_cycle,
+    )
+    source = RibbonSource(width=args.width, magnetic=args.magnetic, rattle=rattle, gap=vacuum, height=vacuum,
+                          pristine=args.pristine)
+    summary = generate_ribbons(args.out, n=args.n, seed=args.seed, source=source, settings=settings,
+                               workers=args.workers, threads_per_worker=_threads(args),
+                               progress=not args.no_progress, command=_command_line())
     return _report(summary)
 
 

@@ -38,6 +38,8 @@ from deeph_jax.units import HARTREE_TO_EV
 WATER_BOND = (0.85, 1.15)  # Angstrom
 WATER_ANGLE = (95.0, 120.0)  # degrees
 DEFAULT_BOX = 30.0  # Angstrom
+NAMED_SPIN = ("halides", "radicals")  # named distributions of deeph_jax.dft.spin
+NAMED = ("water",) + NAMED_SPIN
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class MoleculeSettings:
     charge: int = 0
     max_cycle: int = 100
     damping_retry: float = 0.5
+    spin: str = "restricted"  # "restricted" (RKS), "soc" (GKS + X2C spin-orbit) or "collinear" (UKS)
+    unpaired: int | None = None  # collinear: n_alpha - n_beta; None: the named table or the electron parity
+    conv_tol_grad: float | None = None  # orbital gradient; None: PySCF's sqrt(conv_tol) (spinful: 1e-7)
 
 
 # -- geometries ------------------------------------------------------------------------------------
@@ -124,6 +129,8 @@ def make_mf(mol, settings: MoleculeSettings):
     if settings.density_fit:
         mf = mf.density_fit(auxbasis=settings.auxbasis)
     mf.conv_tol = settings.conv_tol
+    if settings.conv_tol_grad is not None:
+        mf.conv_tol_grad = settings.conv_tol_grad
     mf.max_cycle = settings.max_cycle
     mf.verbose = 0
     return mf
@@ -142,8 +149,21 @@ def run_scf(mf, damping: float = 0.5):
     return mf
 
 
-def compute_molecule(structure: Structure, settings: MoleculeSettings = MoleculeSettings(), path=None):
-    """Run the DFT; return ``(DeephStructure, mf)`` with H in eV and S, both in DeepH orbital order."""
+def compute_molecule(structure: Structure, settings: MoleculeSettings = MoleculeSettings(), path=None,
+                     unpaired: int | None = None):
+    """Run the DFT; return ``(DeephStructure, mf)`` with H in eV and S, both in DeepH orbital order.
+
+    ``settings.spin`` "soc" or "collinear" gives spinful H (:mod:`deeph_jax.dft.spin`); ``unpaired``
+    (n_alpha - n_beta) is used by "collinear" when ``settings.unpaired`` is None."""
+    if settings.spin != "restricted":
+        from deeph_jax.dft import spin
+
+        if settings.spin == "soc":
+            return spin.compute_soc_molecule(structure, settings, path)
+        if settings.spin == "collinear":
+            return spin.compute_collinear_molecule(
+                structure, settings, path, settings.unpaired if settings.unpaired is not None else unpaired)
+        raise DeephError(f"unknown spin treatment {settings.spin!r} (known: {', '.join(spin.SPIN_TREATMENTS)})")
     validate_structure(structure, path)
     mol = build_mol(structure, settings, path)
     if mol.nelectron % 2:
@@ -207,8 +227,12 @@ class MoleculeSource:
 
     def geometry(self, seed: int, index: int, frames: list[Structure]) -> Structure:
         if self.path is None:
+            if self.name in NAMED_SPIN:
+                from deeph_jax.dft.spin import named_geometry
+
+                return named_geometry(self.name, rng_for(seed, index), index, self.rattle, self.box)
             if self.name != "water":
-                raise DeephError(f"unknown molecule distribution {self.name!r} (known: water)")
+                raise DeephError(f"unknown molecule distribution {self.name!r} (known: {', '.join(NAMED)})")
             return water_geometry(rng_for(seed, index), self.box)
         frame = frames[index % len(frames)]
         if self.rattle > 0:
@@ -220,7 +244,14 @@ def _molecule_job(index: int, out: str, seed: int, source: MoleculeSource, setti
     t0 = time.time()
     frames = source.frames()
     structure = source.geometry(seed, index, frames)
-    data, _ = compute_molecule(structure, settings, source.path)
+    unpaired = None
+    if source.path is None and source.name in NAMED_SPIN:
+        from deeph_jax.dft.spin import molecule_label, unpaired_of
+
+        unpaired = unpaired_of(source.name, index)
+    data, _ = compute_molecule(structure, settings, source.path, unpaired=unpaired)
+    if source.path is None and source.name in NAMED_SPIN:
+        data.info["molecule"] = molecule_label(source.name, index)
     data.info["sid"] = structure_id(index)
     data.info["seed"] = seed
     final = Path(out) / structure_id(index)
@@ -250,11 +281,15 @@ def generate_molecules(
             n = len(frames) if n is None else min(n, len(frames))
         for f in frames:
             centred(f, source.box, source.path)
-    elif source.name != "water":
-        raise DeephError(f"unknown molecule distribution {source.name!r} (known: water)")
+    elif source.name not in NAMED:
+        raise DeephError(f"unknown molecule distribution {source.name!r} (known: {', '.join(NAMED)})")
     if n is None:
-        raise DeephError("--n is required for the water distribution and for rattled molecules")
-    if source.path is None:
+        raise DeephError(f"--n is required for the {source.name or 'named'} distribution and for rattled molecules")
+    if source.path is None and source.name in NAMED_SPIN:
+        from deeph_jax.dft.spin import named_sampling
+
+        sampling = named_sampling(source.name, source.rattle, source.box)
+    elif source.path is None:
         sampling = {
             "distribution": "water",
             "O-H bond length uniform (A)": list(WATER_BOND),
@@ -288,6 +323,17 @@ def generate_molecules(
         "fermi_energy": "HOMO-LUMO midpoint",
         "sampling": sampling,
     }
+    if settings.spin != "restricted":
+        from deeph_jax.dft.spin import spin_meta
+
+        meta.update(spin_meta(settings))
+        meta["spin"] = settings.spin
+    if settings.spin != "restricted" or settings.conv_tol_grad is not None:
+        from deeph_jax.dft.spin import conv_tol_grad
+
+        meta["conv_tol_grad"] = conv_tol_grad(settings)
+        if settings.spin == "collinear" and settings.unpaired is not None:
+            meta["n_alpha_minus_n_beta"] = settings.unpaired
     job = functools.partial(_molecule_job, out=str(out), seed=seed, source=source, settings=settings)
     return run_dataset(out, "molecules", meta, job, n, seed, workers, threads_per_worker, progress, command)
 
