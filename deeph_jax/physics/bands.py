@@ -79,6 +79,7 @@ def solve_shift_invert(h: sp.spmatrix, s: sp.spmatrix, sigma: float, n_bands: in
     is_complex = np.iscomplexobj(a.data)
     if factor is None:
         factor = make_factorization(solver, is_complex)
+        logger.info("sparse shift-invert with %s", factor.name)
     try:
         factor.factorize(a)
     except SingularError as exc:  # exactly singular: sigma is an eigenvalue
