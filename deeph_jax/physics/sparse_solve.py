@@ -58,16 +58,21 @@ def _mkl():
     return _MKL or None
 
 
-def _release_pardiso(pt, iparm, mtype):
-    """Phase -1: free PARDISO's internal memory (the handle lives in ``pt``)."""
-    lib, one, zero = _mkl(), ctypes.c_int32(1), ctypes.c_int32(0)
-    n, err = ctypes.c_int32(0), ctypes.c_int32(0)
-    dummy = np.zeros(1)
-    p = ctypes.c_void_p
+def _pardiso(lib, pt, iparm, mtype: int, phase: int, upper=None, b=None, x=None) -> int:
+    """One call of MKL's ``pardiso`` (maxfct = mnum = 1, no user permutation, silent); returns its error code."""
+    p, one = ctypes.c_void_p, ctypes.c_int32(1)
+    dummy = np.zeros(1, dtype=np.complex128)
+    b = dummy if b is None else b
+    x = dummy if x is None else x
+    n, data, indptr, indices = (0, dummy, None, None) if upper is None else (
+        upper.shape[0], upper.data, upper.indptr.ctypes.data_as(p), upper.indices.ctypes.data_as(p))
+    err = ctypes.c_int32(0)
     lib.pardiso(pt.ctypes.data_as(p), ctypes.byref(one), ctypes.byref(one), ctypes.byref(ctypes.c_int32(mtype)),
-                ctypes.byref(ctypes.c_int32(-1)), ctypes.byref(n), dummy.ctypes.data_as(p), None, None, None,
-                ctypes.byref(one), iparm.ctypes.data_as(p), ctypes.byref(zero), dummy.ctypes.data_as(p),
-                dummy.ctypes.data_as(p), ctypes.byref(err))
+                ctypes.byref(ctypes.c_int32(phase)), ctypes.byref(ctypes.c_int32(n)), data.ctypes.data_as(p), indptr,
+                indices, None, ctypes.byref(ctypes.c_int32(1 if b.ndim == 1 else b.shape[1])),
+                iparm.ctypes.data_as(p), ctypes.byref(ctypes.c_int32(0)), b.ctypes.data_as(p), x.ctypes.data_as(p),
+                ctypes.byref(err))
+    return err.value
 
 
 class PardisoLDL:
@@ -80,45 +85,39 @@ class PardisoLDL:
     name = "pardiso"
 
     def __init__(self, is_complex: bool):
-        if _mkl() is None:
+        self._lib = _mkl()
+        if self._lib is None:
             raise ImportError("MKL runtime (libmkl_rt) not found: pip install mkl, or deeph-jax[fast]")
         self.dtype = np.complex128 if is_complex else np.float64
         self.mtype = -4 if is_complex else -2
         self.pt = np.zeros(64, dtype=np.int64)  # PARDISO's opaque handle
         self.iparm = np.zeros(64, dtype=np.int32)
-        _mkl().pardisoinit(self.pt.ctypes.data_as(ctypes.c_void_p), ctypes.byref(ctypes.c_int32(self.mtype)),
+        self._lib.pardisoinit(self.pt.ctypes.data_as(ctypes.c_void_p), ctypes.byref(ctypes.c_int32(self.mtype)),
                            self.iparm.ctypes.data_as(ctypes.c_void_p))
         self.iparm[0] = 1  # we set iparm
         self.iparm[1] = 2  # METIS nested dissection
         self.iparm[34] = 1  # zero-based indices
         self._upper = None
         self._analysed = False
-        weakref.finalize(self, _release_pardiso, self.pt, self.iparm, self.mtype)
+        weakref.finalize(self, _pardiso, self._lib, self.pt, self.iparm, self.mtype, -1)  # frees PARDISO's memory
 
     def _call(self, phase: int, b=None, x=None):
-        u, p = self._upper, ctypes.c_void_p
-        dummy = np.zeros(1, dtype=self.dtype)
-        b = dummy if b is None else b
-        x = dummy if x is None else x
-        nrhs = 1 if b.ndim == 1 else b.shape[1]
-        one, err = ctypes.c_int32(1), ctypes.c_int32(0)
-        _mkl().pardiso(self.pt.ctypes.data_as(p), ctypes.byref(one), ctypes.byref(one),
-                       ctypes.byref(ctypes.c_int32(self.mtype)), ctypes.byref(ctypes.c_int32(phase)),
-                       ctypes.byref(ctypes.c_int32(u.shape[0])), u.data.ctypes.data_as(p), u.indptr.ctypes.data_as(p),
-                       u.indices.ctypes.data_as(p), None, ctypes.byref(ctypes.c_int32(nrhs)),
-                       self.iparm.ctypes.data_as(p), ctypes.byref(ctypes.c_int32(0)), b.ctypes.data_as(p),
-                       x.ctypes.data_as(p), ctypes.byref(err))
-        if err.value == -4:
-            raise SingularError(f"PARDISO: zero pivot (error {err.value})")
-        if err.value:
-            raise RuntimeError(f"PARDISO phase {phase} failed with error {err.value}")
+        err = _pardiso(self._lib, self.pt, self.iparm, self.mtype, phase, self._upper, b, x)
+        if err == -4:
+            raise SingularError(f"PARDISO: zero pivot (error {err})")
+        if err:
+            raise RuntimeError(f"PARDISO phase {phase} failed with error {err}")
 
     def factorize(self, a: sp.spmatrix) -> "PardisoLDL":
-        # PARDISO reads the upper triangle, rows in order, every diagonal entry stored (zeros included)
-        upper = sp.triu(a + sp.diags(np.zeros(a.shape[0], dtype=self.dtype)), format="csr")
+        # PARDISO reads the upper triangle, rows in order, every diagonal entry stored (zeros included:
+        # COO -> CSR sums the added explicit zeros in without dropping them, unlike sparse addition)
+        a = sp.triu(a, format="coo")
+        diag = np.arange(a.shape[0])
+        upper = sp.coo_matrix((np.concatenate([a.data, np.zeros(a.shape[0])]).astype(self.dtype),
+                               (np.concatenate([a.row, diag]), np.concatenate([a.col, diag]))), shape=a.shape).tocsr()
         upper.sort_indices()
-        upper = sp.csr_matrix((upper.data.astype(self.dtype), upper.indices.astype(np.int32),
-                               upper.indptr.astype(np.int32)), shape=a.shape)
+        upper = sp.csr_matrix((upper.data, upper.indices.astype(np.int32), upper.indptr.astype(np.int32)),
+                              shape=a.shape)
         same = (self._analysed and np.array_equal(upper.indptr, self._upper.indptr)
                 and np.array_equal(upper.indices, self._upper.indices))
         self._upper = upper
@@ -129,8 +128,10 @@ class PardisoLDL:
         return self
 
     @property
-    def n_negative(self) -> int:
-        return int(self.iparm[22])
+    def n_negative(self) -> int | None:
+        """Negative eigenvalues of A (Sylvester's inertia): eigenvalues of the pencil below sigma. PARDISO
+        reports it for real matrices only (None for complex)."""
+        return int(self.iparm[22]) if self.mtype == -2 else None
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         """A^-1 b for b (n,) or (n, nrhs)."""

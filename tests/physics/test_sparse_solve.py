@@ -49,6 +49,15 @@ def dense_nearest(h, s, sigma):
     return nearest_bands(e[None, :], sigma, N_BANDS)[0]
 
 
+@pytest.mark.skipif("pardiso" not in BACKENDS, reason="needs MKL (pip install mkl)")
+def test_pardiso_inertia_counts_eigenvalues_below_sigma(sheet):
+    h, s = pencil(sheet, np.zeros(3))
+    sigma = sheet.fermi_energy_eV
+    factor = sparse_solve.make_factorization("pardiso", False).factorize(h - sigma * s)
+    below = int((scipy.linalg.eigh(h.toarray(), s.toarray(), eigvals_only=True) < sigma).sum())
+    assert factor.n_negative == below
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", ["gamma", "generic", "spinful"])
 def test_backend_matches_dense(sheet, backend, kind):
