@@ -12,7 +12,7 @@ loading, then its ``diag`` with sparse_calc (scipy eigsh shift-invert on the den
 dense (scipy eigh, all bands). Each solver runs in its own process; peak RSS from getrusage.
 
 --path: a 40-point band path (Gamma-M-K-Gamma of the supercell) of the --path-size cell with bands_at
-(ordering reused across k, each k started from the previous k's eigenvectors unless --no-warm-start),
+(ordering reused across k; --warm-start: Lanczos starts from the previous k's eigenvectors),
 checked at every k against the small cell's folded k-points.
 
 Raw results go to bench/results/bands-<what>-<date>.json (command and date inside). On a shared machine
@@ -91,7 +91,7 @@ def timed_factor(solver: str, is_complex: bool, log: dict):
         return solve(b)
 
     f.factorize, f.solve = timed_factorize, counted_solve
-    log["backend"] = f.name + (f" ({f.ordering})" if hasattr(f, "ordering") else "")
+    log["backend"] = f.name
     return f
 
 
@@ -115,8 +115,6 @@ def ours_worker(folder: str, sigma: float, solver: str) -> None:
     factor = timed_factor(solver, np.iscomplexobj(h.data), log)
     e = solve_shift_invert(h, s, sigma, N_BANDS, factor=factor)
     t3 = time.perf_counter()
-    if hasattr(factor, "ordering"):  # SuperLU names its ordering only once it ran
-        log["backend"] = f"superlu ({factor.ordering})"
     print(json.dumps({"load_s": t1 - t0, "solve_s": t3 - t1, "build_s": t2 - t1, "eigen_s": t3 - t2 - log["factor_s"],
                       **log, **usage(), "eig": e.tolist()}))
 
@@ -171,7 +169,7 @@ def main() -> None:
     ap.add_argument("--path", action="store_true", help="time a band path of the --path-size cell instead")
     ap.add_argument("--path-size", type=int, default=35)
     ap.add_argument("--path-points", type=int, default=40)
-    ap.add_argument("--no-warm-start", action="store_true", help="path: start each k from a random vector")
+    ap.add_argument("--warm-start", action="store_true", help="path: start each k from the previous k's eigenvectors")
     ap.add_argument("--deepx", default="/tmp/venv-deepx-dock/bin/python", help="DeepH-dock venv python")
     ap.add_argument("--deepx-max-atoms", type=int, default=2000)
     ap.add_argument("--deepx-dense", action="store_true", help="also time DeepH-dock's dense eigh (all bands)")
@@ -184,7 +182,7 @@ def main() -> None:
         return ours_worker(args.worker[0], float(args.worker[1]), args.solver)
     if args.path_worker:
         return path_worker(args.path_worker[0], float(args.path_worker[1]), args.solver, args.path_points,
-                           not args.no_warm_start)
+                           args.warm_start)
     from deeph_jax.io import read_deeph_dir
 
     small = read_deeph_dir(SMALL)
@@ -196,7 +194,7 @@ def main() -> None:
               "sigma_eV": sigma, "n_bands": N_BANDS}
     if args.path:
         record["path"] = bench_path(args, small, sigma)
-        name = f"bands-path-{args.solver}-{args.path_size}" + ("-cold" if args.no_warm_start else "")
+        name = f"bands-path-{args.solver}-{args.path_size}" + ("-warm" if args.warm_start else "")
     else:
         record["gamma"] = bench_gamma(args, small, sigma)
         name = f"bands-gamma-{args.solver}-" + "-".join(map(str, args.sizes))
@@ -221,7 +219,7 @@ def bench_path(args, small, sigma: float) -> dict:
     folder, n_atoms, n_orb = cell_folder(args, small, n)
     ks = path_kpoints(args.path_points)
     cmd = [sys.executable, __file__, "--path-worker", str(folder), str(sigma), "--solver", args.solver,
-           "--path-points", str(args.path_points)] + (["--no-warm-start"] if args.no_warm_start else [])
+           "--path-points", str(args.path_points)] + (["--warm-start"] if args.warm_start else [])
     r = run(cmd, stderr=None)  # tqdm's bar (with ETA) shows live
     if "eig" in r:
         ref = np.array([expected(small, n, sigma, k) for k in ks])
@@ -231,7 +229,7 @@ def bench_path(args, small, sigma: float) -> dict:
               f"max |e - exact| {r['max_abs_error_eV']:.2e} eV")
     else:
         print(f"path failed: {r['error']}")
-    return {"atoms": n_atoms, "orbitals": n_orb, "kpoints": ks.tolist(), "warm_start": not args.no_warm_start, **r}
+    return {"atoms": n_atoms, "orbitals": n_orb, "kpoints": ks.tolist(), "warm_start": args.warm_start, **r}
 
 
 def bench_gamma(args, small, sigma: float) -> list:
