@@ -91,14 +91,14 @@ def solve_shift_invert(h: sp.spmatrix, s: sp.spmatrix, sigma: float, n_bands: in
         v0 = np.asarray(v0).reshape(n, -1).sum(axis=1)
         v0 = (v0 if is_complex else v0.real).astype(dtype)
     try:
-        vals, vecs = spla.eigsh(h.tocsr(), k=n_bands, M=s.tocsr(), sigma=sigma, which="LM", OPinv=op, tol=tol,
-                                v0=v0, return_eigenvectors=True, mode="normal")
+        out = spla.eigsh(h.tocsr(), k=n_bands, M=s.tocsr(), sigma=sigma, which="LM", OPinv=op, tol=tol,
+                         v0=v0, return_eigenvectors=vectors, mode="normal")
     except (spla.ArpackNoConvergence, spla.ArpackError) as exc:
         raise DeephError(f"shift-invert Lanczos failed at k = {_fmt_k(k)} ({exc}); S(k) may not be positive "
                          f"definite: {S_FIXES}", path) from None
-    order = np.argsort(np.real(vals))
-    energies = np.real(vals)[order]
-    return (energies, vecs[:, order]) if vectors else energies
+    vals = np.real(out[0] if vectors else out)
+    order = np.argsort(vals)
+    return (vals[order], out[1][:, order]) if vectors else vals[order]
 
 
 def bloch_pencil(data, k) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -145,8 +145,10 @@ def bands_at(data, kpoints: np.ndarray, n_bands: int | None = None, sigma: float
                 factors[is_complex] = make_factorization(solver, is_complex)
                 logger.info("sparse shift-invert with %s (%s arithmetic)", factors[is_complex].name,
                             "complex" if is_complex else "real")
-            e, previous = solve_shift_invert(h, s, sigma, n_bands, k, path, solver=solver, factor=factors[is_complex],
-                                             v0=previous if warm_start else None, vectors=True)
+            e = solve_shift_invert(h, s, sigma, n_bands, k, path, solver=solver, factor=factors[is_complex],
+                                   v0=previous, vectors=warm_start)
+            if warm_start:
+                e, previous = e
             out.append(e)
         else:
             h = _real_if_possible(data.hamiltonian_k(k), k, real_h)
