@@ -5,18 +5,29 @@ gth-szv, H(R) within 10 A) n x n times. The tiling is exact: block (R, i, j) of 
 image t, becomes block (T, (t, i), (t', j)) of the supercell with t + R = T n + t'. So the supercell's
 Gamma eigenvalues are the small cell's eigenvalues at k = (m1 / n, m2 / n, 0), an independent check.
 
-Ours: read the folder, sparse H(Gamma), S(Gamma), shift-invert Lanczos (one sparse LU) for the 20 nearest
-to E_F. DeepH-dock (its own venv, ~10^3 atoms only: it builds dense per-R matrices): HamiltonianObj
+Ours: read the folder, sparse H(Gamma), S(Gamma), shift-invert Lanczos (one sparse factorization, backend
+--solver: MKL PARDISO LDL^T when installed, else SuperLU; see deeph_jax.physics.sparse_solve) for the 20
+nearest to E_F; the factorization and the Lanczos iterations are timed apart. DeepH-dock (its own venv, ~10^3 atoms only: it builds dense per-R matrices): HamiltonianObj
 loading, then its ``diag`` with sparse_calc (scipy eigsh shift-invert on the dense H(k), S(k)) and
 dense (scipy eigh, all bands). Each solver runs in its own process; peak RSS from getrusage.
 
-    python bench/bench_bands.py [--sizes 11 35] [--deepx /tmp/venv-deepx-dock/bin/python] [--work /tmp/bench-bands]
+--path: a 40-point band path (Gamma-M-K-Gamma of the supercell) of the --path-size cell with bands_at
+(ordering reused across k; --warm-start: Lanczos starts from the previous k's eigenvectors),
+checked at every k against the small cell's folded k-points.
+
+Raw results go to bench/results/bands-<what>-<date>.json (command and date inside). On a shared machine
+set OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 (oversubscribed BLAS threads slow ARPACK tenfold).
+
+    python bench/bench_bands.py [--sizes 11 35] [--solver auto] [--deepx /tmp/venv-deepx-dock/bin/python]
+    python bench/bench_bands.py --path [--path-size 35] [--path-points 40] [--solver auto]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import subprocess
 import sys
 import time
@@ -52,64 +63,183 @@ def tile(data, n: int):
     return tile_deeph(data, (n, n, 1))
 
 
-def expected(small, n: int, sigma: float) -> np.ndarray:
-    """The N_BANDS eigenvalues nearest sigma of the n x n supercell at Gamma, from the small cell's k-mesh."""
+def expected(small, n: int, sigma: float, k=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """The N_BANDS eigenvalues nearest sigma of the n x n supercell at its k, from the small cell's k-points
+    (k + m) / n that fold onto it."""
     from deeph_jax.physics.bands import bands_at, nearest_bands
 
-    ks = np.array([(a / n, b / n, 0.0) for a in range(n) for b in range(n)])
+    ks = np.array([((k[0] + a) / n, (k[1] + b) / n, k[2]) for a in range(n) for b in range(n)])
     e = np.sort(bands_at(small, ks).reshape(-1))[None, :]
     return nearest_bands(e, sigma, N_BANDS)[0]
 
 
-def ours_worker(folder: str, sigma: float) -> None:
+def timed_factor(solver: str, is_complex: bool, log: dict):
+    """A factorization object whose factorize and solve calls are timed and counted into ``log``."""
+    from deeph_jax.physics.sparse_solve import make_factorization
+
+    f = make_factorization(solver, is_complex)
+    factorize, solve = f.factorize, f.solve
+
+    def timed_factorize(a):
+        t0 = time.perf_counter()
+        out = factorize(a)
+        log["factor_s"] = log.get("factor_s", 0.0) + time.perf_counter() - t0
+        return out
+
+    def counted_solve(b):
+        log["solves"] = log.get("solves", 0) + (1 if np.ndim(b) == 1 else np.shape(b)[1])
+        return solve(b)
+
+    f.factorize, f.solve = timed_factorize, counted_solve
+    log["backend"] = f.name
+    return f
+
+
+def usage() -> dict:
     import resource
 
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return {"rss_GB": r.ru_maxrss / 2**20, "cpu_s": r.ru_utime + r.ru_stime, "load_avg": os.getloadavg()[0]}
+
+
+def ours_worker(folder: str, sigma: float, solver: str) -> None:
     from deeph_jax.io import read_deeph_dir
-    from deeph_jax.physics.bands import bands_at
+    from deeph_jax.physics.bands import bloch_pencil, solve_shift_invert
 
     t0 = time.perf_counter()
     data = read_deeph_dir(folder)
     t1 = time.perf_counter()
-    e = bands_at(data, np.zeros((1, 3)), N_BANDS, sigma)[0]
+    h, s = bloch_pencil(data, np.zeros(3))
     t2 = time.perf_counter()
-    print(json.dumps({"load_s": t1 - t0, "solve_s": t2 - t1,
-                      "rss_GB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "eig": e.tolist()}))
+    log = {}
+    factor = timed_factor(solver, np.iscomplexobj(h.data), log)
+    e = solve_shift_invert(h, s, sigma, N_BANDS, factor=factor)
+    t3 = time.perf_counter()
+    print(json.dumps({"load_s": t1 - t0, "solve_s": t3 - t1, "build_s": t2 - t1, "eigen_s": t3 - t2 - log["factor_s"],
+                      **log, **usage(), "eig": e.tolist()}))
 
 
-def run(cmd) -> dict:
-    out = subprocess.run(cmd, capture_output=True, text=True)
+def path_kpoints(n_points: int) -> np.ndarray:
+    """``n_points`` k along Gamma-M-K-Gamma (reduced coordinates of the cell), even in the path parameter."""
+    corners = np.array([[0, 0, 0], [0.5, 0, 0], [1 / 3, 1 / 3, 0], [0, 0, 0]])
+    lengths = np.linalg.norm(np.diff(corners, axis=0), axis=1)
+    u = np.linspace(0.0, lengths.sum(), n_points)
+    return np.array([np.interp(u, np.concatenate([[0], np.cumsum(lengths)]), corners[:, c]) for c in range(3)]).T
+
+
+def path_worker(folder: str, sigma: float, solver: str, n_points: int, warm_start: bool) -> None:
+    from tqdm import tqdm
+
+    from deeph_jax.io import read_deeph_dir
+    from deeph_jax.physics import bands
+
+    data = read_deeph_dir(folder)
+    log, stamps = {}, []
+
+    def factor_for(solver, is_complex):  # times the factorizations bands_at makes
+        return timed_factor(solver, is_complex, log)
+
+    bands.make_factorization = factor_for
+
+    def progress(ks):
+        for k in tqdm(ks, desc="k-points", file=sys.stderr):
+            stamps.append(time.perf_counter())
+            yield k
+        stamps.append(time.perf_counter())
+
+    t0 = time.perf_counter()
+    e = bands.bands_at(data, path_kpoints(n_points), N_BANDS, sigma, progress=progress, solver=solver,
+                       warm_start=warm_start)
+    total = time.perf_counter() - t0
+    print(json.dumps({"path_s": total, "per_k_s": np.diff(stamps).tolist(), **log, **usage(), "eig": e.tolist()}))
+
+
+def run(cmd, stderr=subprocess.PIPE) -> dict:
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
     if out.returncode:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
+        err = (out.stderr or "").strip()
+        return {"error": err.splitlines()[-1] if err else f"exit {out.returncode}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[11, 35], help="tilings n (n x n x 8 atoms)")
+    ap.add_argument("--solver", default="auto", help="sparse factorization: auto, pardiso, superlu")
+    ap.add_argument("--path", action="store_true", help="time a band path of the --path-size cell instead")
+    ap.add_argument("--path-size", type=int, default=35)
+    ap.add_argument("--path-points", type=int, default=40)
+    ap.add_argument("--warm-start", action="store_true", help="path: start each k from the previous k's eigenvectors")
     ap.add_argument("--deepx", default="/tmp/venv-deepx-dock/bin/python", help="DeepH-dock venv python")
     ap.add_argument("--deepx-max-atoms", type=int, default=2000)
     ap.add_argument("--deepx-dense", action="store_true", help="also time DeepH-dock's dense eigh (all bands)")
     ap.add_argument("--work", default="/tmp/bench-bands")
+    ap.add_argument("--results", default=str(REPO / "bench" / "results"), help="folder for the raw JSON")
     ap.add_argument("--worker", nargs=2, metavar=("DIR", "SIGMA"), help=argparse.SUPPRESS)
+    ap.add_argument("--path-worker", nargs=2, metavar=("DIR", "SIGMA"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        return ours_worker(args.worker[0], float(args.worker[1]))
-    from deeph_jax.io import read_deeph_dir, write_deeph_dir
+        return ours_worker(args.worker[0], float(args.worker[1]), args.solver)
+    if args.path_worker:
+        return path_worker(args.path_worker[0], float(args.path_worker[1]), args.solver, args.path_points,
+                           args.warm_start)
+    from deeph_jax.io import read_deeph_dir
 
     small = read_deeph_dir(SMALL)
     sigma = float(small.info["fermi_energy_eV"])
-    print(f"source {SMALL.relative_to(REPO)}: {small.structure.n_atoms} atoms, E_F (sigma) {sigma:.6f} eV, {N_BANDS} bands at Gamma")
+    print(f"source {SMALL.relative_to(REPO)}: {small.structure.n_atoms} atoms, E_F (sigma) {sigma:.6f} eV, {N_BANDS} bands")
+    record = {"command": "python " + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+              "date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu_count": os.cpu_count(),
+              "threads": {v: os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")},
+              "sigma_eV": sigma, "n_bands": N_BANDS}
+    if args.path:
+        record["path"] = bench_path(args, small, sigma)
+        name = f"bands-path-{args.solver}-{args.path_size}" + ("-warm" if args.warm_start else "")
+    else:
+        record["gamma"] = bench_gamma(args, small, sigma)
+        name = f"bands-gamma-{args.solver}-" + "-".join(map(str, args.sizes))
+    out = Path(args.results) / f"{name}-{datetime.date.today().isoformat()}.json"
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"raw results: {out}")
+
+
+def cell_folder(args, small, n: int):
+    """The n x n tiled cell written once to the work folder (the workers read it like any DeepH folder)."""
+    from deeph_jax.io import write_deeph_dir
+
+    folder = Path(args.work) / f"hbn-{n}x{n}"
+    big = tile(small, n)
+    if not (folder / "hamiltonian.h5").is_file():
+        write_deeph_dir(folder, big)
+    return folder, big.structure.n_atoms, int(big.atom_offsets[-1])
+
+
+def bench_path(args, small, sigma: float) -> dict:
+    n = args.path_size
+    folder, n_atoms, n_orb = cell_folder(args, small, n)
+    ks = path_kpoints(args.path_points)
+    cmd = [sys.executable, __file__, "--path-worker", str(folder), str(sigma), "--solver", args.solver,
+           "--path-points", str(args.path_points)] + (["--warm-start"] if args.warm_start else [])
+    r = run(cmd, stderr=None)  # tqdm's bar (with ETA) shows live
+    if "eig" in r:
+        ref = np.array([expected(small, n, sigma, k) for k in ks])
+        r["max_abs_error_eV"] = float(np.abs(np.asarray(r.pop("eig")) - ref).max())
+        print(f"{r['backend']}: {n_atoms} atoms, {len(ks)} k-points in {r['path_s']:.1f} s "
+              f"({np.median(r['per_k_s']):.1f} s per k median), {r['solves']} solves, RSS {r['rss_GB']:.2f} GB, "
+              f"max |e - exact| {r['max_abs_error_eV']:.2e} eV")
+    else:
+        print(f"path failed: {r['error']}")
+    return {"atoms": n_atoms, "orbitals": n_orb, "kpoints": ks.tolist(), "warm_start": args.warm_start, **r}
+
+
+def bench_gamma(args, small, sigma: float) -> list:
     rows = []
     for n in args.sizes:
-        folder = Path(args.work) / f"hbn-{n}x{n}"
-        big = tile(small, n)
-        if not (folder / "hamiltonian.h5").is_file():
-            write_deeph_dir(folder, big)
-        n_atoms, n_orb = big.structure.n_atoms, int(big.atom_offsets[-1])
+        folder, n_atoms, n_orb = cell_folder(args, small, n)
         ref = expected(small, n, sigma)
-        r = run([sys.executable, __file__, "--worker", str(folder), str(sigma)])
+        r = run([sys.executable, __file__, "--worker", str(folder), str(sigma), "--solver", args.solver])
         diff = float(np.abs(np.asarray(r["eig"]) - ref).max()) if "eig" in r else float("nan")
-        rows.append(("deeph-jax shift-invert", n_atoms, n_orb, r, diff))
+        rows.append((f"deeph-jax shift-invert, {r.get('backend', args.solver)}", n_atoms, n_orb, r, diff))
         if n_atoms <= args.deepx_max_atoms and Path(args.deepx).exists():
             for dense in ([False, True] if args.deepx_dense else [False]):
                 d = run([args.deepx, "-c", DEEPX_WORKER, str(folder), str(sigma), str(N_BANDS), "1" if dense else "0"])
@@ -122,10 +252,13 @@ def main() -> None:
                 rows.append((f"DeepH-dock {'dense eigh' if dense else 'eigsh (dense H(k))'}", n_atoms, n_orb, d, dd))
         for row in rows[-3:]:
             print_row(row)
-    print("\n| solver | atoms | orbitals | load (s) | solve (s) | total (s) | peak RSS (GB) | max |e - exact| (eV) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| solver | atoms | orbitals | load (s) | factor (s) | Lanczos (s) | solves | total (s) | peak RSS (GB) "
+          "| max |e - exact| (eV) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         print_row(row, table=True)
+    return [{"solver": name, "atoms": a, "orbitals": o, "max_abs_error_eV": d, **{k: v for k, v in r.items() if k != "eig"}}
+            for name, a, o, r, d in rows]
 
 
 def print_row(row, table=False):
@@ -134,11 +267,14 @@ def print_row(row, table=False):
         print(f"| {name} | {n_atoms} | {n_orb} | failed: {r['error']} |||||" if table else f"{name}: {r['error']}")
         return
     tot = r["load_s"] + r["solve_s"]
+    factor, eigen = r.get("factor_s"), r.get("eigen_s")
+    split = f"{factor:.2f} | {eigen:.2f} | {r['solves']}" if factor is not None else f"| {r['solve_s']:.2f} |"
     if table:
-        print(f"| {name} | {n_atoms} | {n_orb} | {r['load_s']:.2f} | {r['solve_s']:.2f} | {tot:.2f} | {r['rss_GB']:.2f} | {diff:.2e} |")
+        print(f"| {name} | {n_atoms} | {n_orb} | {r['load_s']:.2f} | {split} | {tot:.2f} | {r['rss_GB']:.2f} | {diff:.2e} |")
     else:
-        print(f"{name}: {n_atoms} atoms, load {r['load_s']:.2f} s, solve {r['solve_s']:.2f} s, RSS {r['rss_GB']:.2f} GB, "
-              f"max |e - exact| {diff:.2e} eV")
+        print(f"{name}: {n_atoms} atoms, load {r['load_s']:.2f} s, solve {r['solve_s']:.2f} s"
+              + (f" (factor {factor:.2f} s, Lanczos {eigen:.2f} s, {r['solves']} solves)" if factor is not None else "")
+              + f", RSS {r['rss_GB']:.2f} GB, max |e - exact| {diff:.2e} eV")
 
 
 if __name__ == "__main__":

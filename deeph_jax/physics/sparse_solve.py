@@ -1,0 +1,180 @@
+"""Sparse LDL^T / LU factorizations of A = H(k) - sigma S(k) for shift-invert eigensolvers.
+
+Backends (one object per band calculation and arithmetic, reused across k):
+
+* ``"pardiso"``: MKL PARDISO through ctypes (the ``mkl`` wheel, ``pip install deeph-jax[fast]``);
+  symmetric indefinite (real, mtype -2) or Hermitian indefinite (complex, mtype -4) LDL^T with METIS
+  nested dissection. The ordering and symbolic analysis depend only on the sparsity pattern, the same
+  at every k, so they run once. Factors 2.5x smaller than SuperLU's LU, made 3-6x faster.
+* ``"superlu"``: scipy's SuperLU LU with COLAMD, always there: the fallback without MKL.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import glob
+import os
+import site
+import sys
+import weakref
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+BACKENDS = ("pardiso", "superlu")
+
+
+class SingularError(RuntimeError):
+    """A = H - sigma S is (numerically) singular: sigma is an eigenvalue."""
+
+
+# --------------------------------------------------------------------------------------------- PARDISO
+def _find_mkl_rt():
+    """The MKL runtime library, or None. The ``mkl`` wheel puts it in <prefix>/lib, not on the loader path."""
+    names = [os.environ.get("DEEPH_JAX_MKL_RT"), ctypes.util.find_library("mkl_rt")]
+    for prefix in (sys.prefix, site.USER_BASE):
+        names += sorted(glob.glob(os.path.join(prefix, "lib", "libmkl_rt.so*")), key=len)
+    for name in filter(None, names):
+        try:
+            lib = ctypes.CDLL(name)
+            lib.pardiso.restype = None
+            return lib
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+_MKL = None
+
+
+def _mkl():
+    global _MKL
+    if _MKL is None:
+        _MKL = _find_mkl_rt() or False
+    return _MKL or None
+
+
+def _pardiso(lib, pt, iparm, mtype: int, phase: int, upper=None, b=None, x=None) -> int:
+    """One call of MKL's ``pardiso`` (maxfct = mnum = 1, no user permutation, silent); returns its error code."""
+    p, one = ctypes.c_void_p, ctypes.c_int32(1)
+    dummy = np.zeros(1, dtype=np.complex128)
+    b = dummy if b is None else b
+    x = dummy if x is None else x
+    n, data, indptr, indices = (0, dummy, None, None) if upper is None else (
+        upper.shape[0], upper.data, upper.indptr.ctypes.data_as(p), upper.indices.ctypes.data_as(p))
+    err = ctypes.c_int32(0)
+    lib.pardiso(pt.ctypes.data_as(p), ctypes.byref(one), ctypes.byref(one), ctypes.byref(ctypes.c_int32(mtype)),
+                ctypes.byref(ctypes.c_int32(phase)), ctypes.byref(ctypes.c_int32(n)), data.ctypes.data_as(p), indptr,
+                indices, None, ctypes.byref(ctypes.c_int32(1 if b.ndim == 1 else b.shape[1])),
+                iparm.ctypes.data_as(p), ctypes.byref(ctypes.c_int32(0)), b.ctypes.data_as(p), x.ctypes.data_as(p),
+                ctypes.byref(err))
+    return err.value
+
+
+class PardisoLDL:
+    """LDL^T of a real symmetric or complex Hermitian indefinite sparse matrix by MKL PARDISO.
+
+    ``factorize`` runs the analysis (METIS ordering, symbolic factorization) only when the sparsity
+    pattern changes; ``n_negative`` is the inertia (eigenvalues of the pencil below sigma).
+    """
+
+    name = "pardiso"
+
+    def __init__(self, is_complex: bool):
+        self._lib = _mkl()
+        if self._lib is None:
+            raise ImportError("MKL runtime (libmkl_rt) not found: pip install mkl, or deeph-jax[fast]")
+        self.dtype = np.complex128 if is_complex else np.float64
+        self.mtype = -4 if is_complex else -2
+        self.pt = np.zeros(64, dtype=np.int64)  # PARDISO's opaque handle
+        self.iparm = np.zeros(64, dtype=np.int32)
+        self._lib.pardisoinit(self.pt.ctypes.data_as(ctypes.c_void_p), ctypes.byref(ctypes.c_int32(self.mtype)),
+                           self.iparm.ctypes.data_as(ctypes.c_void_p))
+        self.iparm[0] = 1  # we set iparm
+        self.iparm[1] = 2  # METIS nested dissection
+        # no iterative refinement: pardisoinit asks for 2 steps per solve, which triples the cost of every
+        # Lanczos step for residuals of 1e-12 instead of 1e-14 (eigenvalue errors stay ~1e-12 eV)
+        self.iparm[7] = 0
+        self.iparm[34] = 1  # zero-based indices
+        self._upper = None
+        self._analysed = False
+        weakref.finalize(self, _pardiso, self._lib, self.pt, self.iparm, self.mtype, -1)  # frees PARDISO's memory
+
+    def _call(self, phase: int, b=None, x=None):
+        err = _pardiso(self._lib, self.pt, self.iparm, self.mtype, phase, self._upper, b, x)
+        if err == -4:
+            raise SingularError(f"PARDISO: zero pivot (error {err})")
+        if err:
+            raise RuntimeError(f"PARDISO phase {phase} failed with error {err}")
+
+    def factorize(self, a: sp.spmatrix) -> "PardisoLDL":
+        # PARDISO reads the upper triangle, rows in order, every diagonal entry stored (zeros included:
+        # COO -> CSR sums the added explicit zeros in without dropping them, unlike sparse addition)
+        a = sp.triu(a, format="coo")
+        diag = np.arange(a.shape[0])
+        upper = sp.coo_matrix((np.concatenate([a.data, np.zeros(a.shape[0])]).astype(self.dtype),
+                               (np.concatenate([a.row, diag]), np.concatenate([a.col, diag]))), shape=a.shape).tocsr()
+        upper.sort_indices()
+        upper = sp.csr_matrix((upper.data, upper.indices.astype(np.int32), upper.indptr.astype(np.int32)),
+                              shape=a.shape)
+        same = (self._analysed and np.array_equal(upper.indptr, self._upper.indptr)
+                and np.array_equal(upper.indices, self._upper.indices))
+        self._upper = upper
+        if not same:
+            self._call(11)
+            self._analysed = True
+        self._call(22)
+        return self
+
+    @property
+    def n_negative(self) -> int | None:
+        """Negative eigenvalues of A (Sylvester's inertia): eigenvalues of the pencil below sigma. PARDISO
+        reports it for real matrices only (None for complex)."""
+        return int(self.iparm[22]) if self.mtype == -2 else None
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        """A^-1 b for b (n,) or (n, nrhs)."""
+        b = np.asfortranarray(b, dtype=self.dtype)
+        x = np.empty_like(b, order="F")
+        self._call(33, b, x)
+        return x
+
+
+# --------------------------------------------------------------------------------------------- SuperLU
+class SuperLU:
+    """scipy's SuperLU of A with its COLAMD column ordering, redone at every factorization (scipy takes no
+    precomputed ordering). A METIS nested-dissection permutation (pymetis) applied symmetrically with
+    SymmetricMode gave no less fill on these matrices (hBN, ~450 nonzeros a row) and slower solves."""
+
+    name = "superlu"
+
+    def __init__(self, is_complex: bool):
+        self.dtype = np.complex128 if is_complex else np.float64
+
+    def factorize(self, a: sp.spmatrix) -> "SuperLU":
+        try:
+            self._lu = spla.splu(sp.csc_matrix(a, dtype=self.dtype), permc_spec="COLAMD")
+        except RuntimeError as exc:
+            raise SingularError(str(exc)) from None
+        return self
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        return self._lu.solve(np.asarray(b, dtype=self.dtype))
+
+
+def available_backends() -> tuple[str, ...]:
+    return tuple(b for b in BACKENDS if b != "pardiso" or _mkl() is not None)
+
+
+def make_factorization(backend: str, is_complex: bool):
+    """An empty factorization object of ``backend`` ("auto": PARDISO when MKL is installed, else SuperLU)."""
+    if backend == "auto":
+        backend = available_backends()[0]
+    if backend == "pardiso":
+        return PardisoLDL(is_complex)
+    if backend == "superlu":
+        return SuperLU(is_complex)
+    raise ValueError(f"unknown sparse solver {backend!r}; choose from auto, {', '.join(BACKENDS)}")
+
