@@ -79,24 +79,6 @@ class DeephStructure:
             s = np.block([[s, z], [z, s]])
         return s
 
-    def sparse_k(self, k, real: bool = False):
-        """Sparse CSR (H(k), S(k)), each symmetrized to exact Hermiticity; S as diag(S, S) when spinful.
-
-        ``real``: drop the imaginary parts (valid where every phase is +-1 and H(R) is real)."""
-        import scipy.sparse as sp
-
-        if self.hamiltonian is None or self.overlap is None:
-            raise DeephError("H(k) and S(k) need both a Hamiltonian and overlap.h5", self.path)
-        h = self.hamiltonian.bloch_sparse(k, self.atom_offsets, self.spinful)
-        s = self.overlap.bloch_sparse(k, self.atom_offsets, False)
-        if real:
-            h, s = h.real, s.real
-        h = (0.5 * (h + h.conj().T)).tocsr()
-        s = (0.5 * (s + s.conj().T)).tocsr()
-        if self.spinful:
-            s = sp.block_diag([s, s], format="csr")
-        return h, s
-
 
 # -- info.json -------------------------------------------------------------------------------------
 MAX_SHELL_L = 8  # beyond any Gaussian or numerical atomic basis in use (k shells); larger is garbage

@@ -27,11 +27,15 @@ def _fmt_k(k) -> str:
     return "(" + ", ".join(f"{x:.6f}" for x in np.asarray(k, dtype=float)) + ")"
 
 
+def is_time_reversal_point(k) -> bool:
+    """Every Bloch phase exp(i 2 pi k.R) is +-1: Gamma and the zone-boundary TRIM points."""
+    k = np.asarray(k, dtype=np.float64)
+    return bool(np.allclose(2.0 * k, np.round(2.0 * k), atol=1e-12))
+
+
 def _real_if_possible(m, k, real_blocks: bool):
     """Drop the imaginary part when the phases at k are all +-1 and the blocks are real."""
-    if real_blocks and np.allclose(2.0 * np.asarray(k), np.round(2.0 * np.asarray(k)), atol=1e-12):
-        return m.real
-    return m
+    return m.real if real_blocks and is_time_reversal_point(k) else m
 
 
 def overlap_not_positive_definite(s: np.ndarray, k, path=None) -> DeephError:

@@ -125,22 +125,21 @@ def eigenvalues_near(h: RowBlockMatrix, s: RowBlockMatrix, sigma: float, n_bands
     return np.sort(np.real(vals))
 
 
-def row_blocks_at(data, k, real: bool) -> tuple[RowBlockMatrix, RowBlockMatrix]:
-    """This process's rows of H(k) and S(k) of a DeephStructure."""
-    h, s = data.sparse_k(k, real=real)
+def row_blocks_at(data, k) -> tuple[RowBlockMatrix, RowBlockMatrix]:
+    """This process's rows of H(k) and S(k) of a DeephStructure (real where the phases allow)."""
+    from deeph_jax.physics.bands import bloch_pencil
+
+    h, s = bloch_pencil(data, k)
     return RowBlockMatrix.from_whole(h), RowBlockMatrix.from_whole(s)
 
 
 def bands_distributed(data, kpoints: np.ndarray, n_bands: int, sigma: float, progress=None) -> np.ndarray:
     """(n_k, n_bands) eigenvalues closest to ``sigma`` (eV) at each k, rows of H(k), S(k) over the processes."""
-    from deeph_jax.physics.workflows import is_time_reversal_point
-
-    real_h = not data.hamiltonian.is_complex
     kpoints = np.asarray(kpoints, dtype=np.float64).reshape(-1, 3)
     it = kpoints if progress is None else progress(kpoints)
     out = []
     for k in it:
-        h, s = row_blocks_at(data, k, real_h and is_time_reversal_point(k))
+        h, s = row_blocks_at(data, k)
         out.append(eigenvalues_near(h, s, sigma, n_bands))
     return np.asarray(out)
 
@@ -150,8 +149,6 @@ def kpm_moments_distributed(data, kpoints: np.ndarray, n_moments: int | None = N
     """KPM moments (see :func:`deeph_jax.physics.kpm.kpm_moments_mesh`) with the matrices' rows over the
     processes; the random vectors are drawn from the same seed everywhere."""
     from deeph_jax.physics.kpm import kpm_moments_mesh
-    from deeph_jax.physics.workflows import is_time_reversal_point
 
-    real_h = not data.hamiltonian.is_complex
-    pairs = [row_blocks_at(data, k, real_h and is_time_reversal_point(k)) for k in np.asarray(kpoints).reshape(-1, 3)]
+    pairs = [row_blocks_at(data, k) for k in np.asarray(kpoints).reshape(-1, 3)]
     return kpm_moments_mesh(pairs, n_moments, resolution=resolution, n_vectors=n_vectors, seed=seed, bounds=bounds)

@@ -15,7 +15,7 @@ from deeph_jax.errors import DeephError
 from deeph_jax.io import HAMILTONIAN, HAMILTONIAN_PRED, read_deeph_dir
 from deeph_jax.physics import checks
 from deeph_jax.physics import kpath as kp
-from deeph_jax.physics.bands import bands_at
+from deeph_jax.physics.bands import bands_at, bloch_pencil, is_time_reversal_point
 from deeph_jax.physics.fermi import band_error_near_fermi, band_gap, default_mesh, fermi_level, mesh_points, occupied_bands
 
 FILES = {"dft": HAMILTONIAN, "pred": HAMILTONIAN_PRED}
@@ -182,12 +182,6 @@ def save_result(out: Path, result: dict) -> None:
                     f.create_dataset(k, data=np.char.encode(v, "utf-8") if v.dtype.kind == "U" else v)
 
 
-def is_time_reversal_point(k) -> bool:
-    """Every Bloch phase exp(i 2 pi k.R) is +-1: Gamma and the zone-boundary TRIM points."""
-    k = np.asarray(k, dtype=np.float64)
-    return bool(np.allclose(2.0 * k, np.round(2.0 * k), atol=1e-12))
-
-
 def choose_dos_method(method: str, dimension: int) -> str:
     """``auto``: dense diagonalization up to DENSE_LIMIT orbitals, the kernel polynomial method above."""
     if method not in ("auto", "dense", "kpm"):
@@ -249,8 +243,7 @@ def _dense_dos(data, which, folder, kmesh, kpoints, sigma, out, plot) -> dict:
 def _kpm_dos(data, which, folder, kmesh, kpoints, sigma, out, plot, n_moments, n_vectors, seed) -> dict:
     from deeph_jax.physics import kpm, memory
 
-    real_h = not data.hamiltonian.is_complex
-    pairs = [data.sparse_k(k, real=real_h and is_time_reversal_point(k)) for k in kpoints]
+    pairs = [bloch_pencil(data, k) for k in kpoints]
     dimension = pairs[0][0].shape[0]
     nnz = max(h.nnz + s.nnz for h, s in pairs)
     complex_any = any(np.iscomplexobj(h.data) for h, _ in pairs)
