@@ -9,6 +9,10 @@ import pytest
 # One XLA compilation cache for the whole session, shared with the subprocesses tests start:
 # the same model compiled twice (another test, a resumed run, a second device count) is loaded.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="deeph-jax-xla-"))
+# One BLAS thread: XLA's own threads, ARPACK and the subprocess tests (two processes on two cores) would
+# otherwise oversubscribe the CPUs, and OpenBLAS's spinning threads make small eigh / ARPACK runs 10-30x slower.
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 
 def pytest_configure(config):
