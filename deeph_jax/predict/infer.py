@@ -234,14 +234,23 @@ def _progress_bar(n_edges: int):
 
 
 def blocks_to_sparse(graph: PairGraph, padded: np.ndarray, basis: OrbitalBasis, edges=None) -> BlockSparse:
-    """(E, W, W) padded blocks of ``edges`` (default all) -> BlockSparse in float64."""
+    """(E, W, W) padded blocks of ``edges`` (default all) -> BlockSparse in float64.
+
+    (E, 2W, 2W) padded spinful blocks (W = the basis' widest atom) give complex128 (2a, 2b) blocks
+    ``[[uu, ud], [du, dd]]`` (:func:`deeph_jax.graph.targets.padded_edge_blocks` with ``spinful``).
+    """
     edges = np.arange(graph.n_edges) if edges is None else np.asarray(edges)
     n_orb = np.asarray([basis.n_orbitals(s) for s in graph.symbols])
     a, b = n_orb[graph.senders[edges]], n_orb[graph.receivers[edges]]
-    shapes = np.stack([a, b], axis=1)
-    mask = (np.arange(padded.shape[1])[None, :, None] < a[:, None, None]) & \
-           (np.arange(padded.shape[2])[None, None, :] < b[:, None, None])
-    entries = padded.astype(np.float64)[mask]  # row-major per block, blocks in edge order
+    width = max(basis.n_orbitals(e) for e in basis.elements)
+    spinful = padded.shape[1] == 2 * width
+    rows = np.arange(padded.shape[1])[None, :, None]
+    cols = np.arange(padded.shape[2])[None, None, :]
+    if spinful:  # each spin quarter's (a, b) corner; row-major over the (2a, 2b) block
+        rows, cols = rows % width, cols % width
+    mask = (rows < a[:, None, None]) & (cols < b[:, None, None])
+    entries = padded.astype(np.complex128 if spinful else np.float64)[mask]  # row-major per block, edge order
+    shapes = np.stack([a, b], axis=1) * (2 if spinful else 1)
     return BlockSparse.from_arrays(graph.atom_pairs[edges], shapes, entries)
 
 
