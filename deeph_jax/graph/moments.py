@@ -24,11 +24,11 @@ def check_moments(moments, n_atoms: int, source=None) -> np.ndarray:
     try:
         m = np.asarray(moments, dtype=np.float64)
     except (TypeError, ValueError):
-        raise DeephError(f"{INFO_KEY} must be a list of numbers, found {str(moments)[:60]!r}", source) from None
+        raise DeephError(f"magnetic moments must be a list of numbers, found {str(moments)[:60]!r}", source) from None
     if m.shape != (n_atoms,):
-        raise DeephError(f"{INFO_KEY} has {m.size} value(s) for {n_atoms} atoms (one signed moment per atom)", source)
+        raise DeephError(f"{m.size} magnetic moment(s) for {n_atoms} atoms (one signed moment per atom)", source)
     if not np.all(np.isfinite(m)):
-        raise DeephError(f"{INFO_KEY} contains NaN or Inf", source)
+        raise DeephError("magnetic moments contain NaN or Inf", source)
     return m
 
 

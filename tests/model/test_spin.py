@@ -132,9 +132,9 @@ def water():
     return data, dimer, padded_sizes(g.n_nodes, g.n_edges, 1)
 
 
-def make_model(spin: str, basis, sizes, seed: int = 0):
-    """(model, random float64 params, jitted apply) of the tiny config with ``spin``."""
-    model = HamiltonianNet(tiny().replace(cutoff=CUTOFF + 1.0, spin=spin), basis)
+def make_model(spin: str, basis, sizes, seed: int = 0, **config):
+    """(model, random float64 params, jitted apply) of the tiny config with one layer, ``spin`` and ``config``."""
+    model = HamiltonianNet(tiny().replace(cutoff=CUTOFF + 1.0, num_layers=1, spin=spin).replace(**config), basis)
     with jax.enable_x64(True):
         structure = read_deeph_dir(WATER / "00000", hamiltonian=None, overlap=False).structure
         graph = build_graph(structure, CUTOFF)
@@ -219,15 +219,18 @@ MOMENTS = np.array([2.0, -0.5, 0.3, -1.5, 0.7, 0.0])  # one signed moment per at
 
 @pytest.fixture(scope="module")
 def collinear(water):
+    """The collinear model in a part of def2-SVP without d shells (lmax 2: half the cost; the channels are
+    spinless, and the SOC tests above cover d shells): (model, params, apply, basis)."""
     data, _, sizes = water
-    return make_model("collinear", data.basis, sizes, seed=1)
+    basis = toy_basis(data.basis)
+    return (*make_model("collinear", basis, sizes, seed=1, **TOY_MODEL), basis)
 
 
 def test_collinear_flipping_every_moment_swaps_the_channels(collinear, water):
     data, dimer, sizes = water
-    _, params, apply = collinear
-    graph, h, s = predicted_matrix(apply, params, dimer, data.basis, sizes, MOMENTS)
-    _, h_flip, s_flip = predicted_matrix(apply, params, dimer, data.basis, sizes, -MOMENTS)
+    _, params, apply, basis = collinear
+    graph, h, s = predicted_matrix(apply, params, dimer, basis, sizes, MOMENTS)
+    _, h_flip, s_flip = predicted_matrix(apply, params, dimer, basis, sizes, -MOMENTS)
     up, down = collinear_parts(h)
     up_flip, down_flip = collinear_parts(h_flip)
     print(f"collinear: max |H-up - H-down| {np.abs(up - down).max():.3g} eV; after the flip "
@@ -238,7 +241,7 @@ def test_collinear_flipping_every_moment_swaps_the_channels(collinear, water):
     assert not np.any(h[:, :W, W:]) and not np.any(h[:, W:, :W]) and not np.any(h.imag)
     mirror = graph.mirror()
     assert np.array_equal(h[mirror], np.swapaxes(h, 1, 2).conj())
-    _, h0, _ = predicted_matrix(apply, params, dimer, data.basis, sizes, np.zeros(len(MOMENTS)))
+    _, h0, _ = predicted_matrix(apply, params, dimer, basis, sizes, np.zeros(len(MOMENTS)))
     assert np.array_equal(*collinear_parts(h0)), "no moments, no spin polarization"
 
 
@@ -246,7 +249,7 @@ def test_collinear_flipping_every_moment_swaps_the_channels(collinear, water):
 def test_collinear_channels_equivariant_float64(collinear, water, channel):
     """Each channel is a spinless H: H_sigma(Qx) = D_i H_sigma(x) D_j^T (moments are scalars)."""
     data, dimer, sizes = water
-    _, params, apply = collinear
+    _, params, apply, basis = collinear
 
     def one_channel(p, batch):
         h, s = apply(p, batch)
@@ -254,7 +257,136 @@ def test_collinear_channels_equivariant_float64(collinear, water, channel):
 
     with jax.enable_x64(True):
         for q in (random_rotation(np.random.default_rng(8)), -np.eye(3)):
-            err, hmax = equivariance_error(one_channel, params, dimer, data.basis, CUTOFF, q, np.float64, sizes,
+            err, hmax = equivariance_error(one_channel, params, dimer, basis, CUTOFF, q, np.float64, sizes,
                                            moments=MOMENTS)
             print(f"collinear channel {channel} float64: max error {err:.3g} eV, max|H| {hmax:.3g} eV")
             assert err <= 1e-9
+
+
+# -- spinless bundles unchanged ---------------------------------------------------------------------------
+# Float64 prediction of models/hbn-szv on datasets/hbn-szv/train-2x2/00000 by the code before spin models
+# existed (commit a294018): sum |H|, sum H w, sum |S|, sum S w with w = sin(0, 1, 2, ...) over the blocks.
+HBN_REFERENCE = (3506.681751802444, -30.184533253267062, 197.50289600119262, 3.9367881663719446)
+
+
+def test_shipped_spinless_bundle_unchanged():
+    """A spin = "none" model has exactly the parameter tree (paths, shapes) of the shipped bundle and predicts
+    what it did before. (hbn-szv: the cheaper of the two shipped models to compile; both run through the same
+    spinless path, and tests/model/test_invariants_shipped.py applies both.)"""
+    import flax.linen as nn
+
+    from deeph_jax.predict.infer import load_predictor
+
+    predictor = load_predictor(REPO / "models" / "hbn-szv")
+    assert predictor.config.spin == "none"
+    model = HamiltonianNet(predictor.config, predictor.basis)
+    structure = read_deeph_dir(REPO / "datasets/hbn-szv/train-2x2/00000", hamiltonian=None, overlap=False).structure
+    graph = build_graph(structure, predictor.config.cutoff)
+    with jax.enable_x64(True):
+        batch = batch_graphs([graph], model_elements(predictor.basis), dtype=np.float64)
+        shapes = jax.eval_shape(lambda: nn.Module.init(model, jax.random.PRNGKey(0), batch))
+        flat = lambda tree: {jax.tree_util.keystr(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+        assert flat(shapes) == flat(predictor.params)
+        apply = jax.jit(model.apply, compiler_options=FAST_COMPILE)
+        h, s = predict(apply, predictor.params, graph, predictor.basis, np.float64)
+    w = np.sin(np.arange(h.size)).reshape(h.shape)
+    found = (np.abs(h).sum(), (h * w).sum(), np.abs(s).sum(), (s * w).sum())
+    np.testing.assert_allclose(found, HBN_REFERENCE, rtol=1e-12)
+
+
+# -- training on a toy SOC dataset -------------------------------------------------------------------------
+TOY_SHELLS = {"O": (1, 2, 3, 4), "H": (0, 1)}  # def2-SVP shells kept: O 2s 3s 2p 3p (no 1s core, no d), H s s
+TOY_MODEL = {"num_radial": 4, "lmax": 2, "node_channels": (8, 4, 2), "edge_channels": (8, 4, 2),
+             "tp_channels": (4, 2, 1), "num_layers": 1, "radial_hidden": 8, "species_embed": 4}
+
+
+def kept_orbitals(basis, element: str) -> np.ndarray:
+    """Orbital indices of ``element``'s shells ``TOY_SHELLS[element]`` in ``basis``."""
+    offsets = basis.shell_offsets(element)
+    return np.concatenate([offsets[k] + np.arange(2 * basis.shells[element][k] + 1) for k in TOY_SHELLS[element]])
+
+
+def toy_basis(basis):
+    from deeph_jax.io import OrbitalBasis
+
+    return OrbitalBasis.from_orbital_map({e: [basis.shells[e][k] for k in TOY_SHELLS[e]] for e in TOY_SHELLS})
+
+
+def write_toy_soc_dataset(out: Path, n: int = 4) -> Path:
+    """``n`` shipped water molecules in a part of def2-SVP (``TOY_SHELLS``) made spinful: H x 1 plus
+    lambda L.S within each p shell of O, lambda = 0.2 eV (1 + 4 (r_OH1 + r_OH2 - 1.94 A)) varying with the
+    geometry (a rotation invariant: the term is equivariant and time-reversal symmetric). S stays spinless."""
+    from deeph_jax.io import write_deeph_dir
+
+    ls = l_dot_s_parts()
+    for k in range(n):
+        data = read_deeph_dir(WATER / f"{k:05d}")
+        basis = toy_basis(data.basis)
+        pos, sym = data.structure.positions, data.structure.symbols
+        o = sym.index("O")
+        r = sum(np.linalg.norm(pos[i] - pos[o]) for i in range(len(sym)) if i != o)
+        lam = 0.2 * (1.0 + 4.0 * (r - 1.94))
+        keep = {e: kept_orbitals(data.basis, e) for e in TOY_SHELLS}
+        soc = lam * 1j * sum(np.kron(PAULI[a], ls[a]) for a in range(3))  # (6, 6) on one p shell
+
+        def reduced(matrix, spinful):
+            blocks = {}
+            for key, block in matrix.blocks():
+                block = block[np.ix_(keep[sym[key[3]]], keep[sym[key[4]]])]
+                if spinful:
+                    block = np.kron(np.eye(2), block).astype(complex)
+                    if key[3] == key[4] == o and not any(key[:3]):
+                        na = block.shape[0] // 2
+                        for shell, l in enumerate(basis.shells["O"]):
+                            if l == 1:
+                                rows = basis.shell_offsets("O")[shell] + np.arange(3)
+                                rows = np.concatenate([rows, na + rows])
+                                block[np.ix_(rows, rows)] += soc
+                blocks[key] = block
+            return BlockSparse.from_blocks(blocks)
+
+        H = reduced(data.hamiltonian, True)
+        assert H.hermiticity_error() < 1e-12
+        info = {**data.info, "spinful": True, "elements_orbital_map": basis.to_orbital_map()}
+        write_deeph_dir(out / f"{k:05d}", replace(data, basis=basis, hamiltonian=H, overlap=reduced(data.overlap, False),
+                                                  info=info))
+    return out
+
+
+@pytest.fixture(scope="module")
+def toy_soc(tmp_path_factory):
+    return write_toy_soc_dataset(tmp_path_factory.mktemp("spin") / "water-soc")
+
+
+def test_soc_training_loss_falls(toy_soc):
+    """50 Adam steps on 4 toy SOC molecules, heads normalized to the data (H0 and Ha apart): the loss (mean
+    |dH|^2 over complex entries, plus S) falls by a large factor."""
+    import optax
+
+    from deeph_jax.train.config import TrainConfig
+    from deeph_jax.train.data import dataset_basis, list_structures, load_sample, shard_batches, stack_batches
+    from deeph_jax.train.normalize import normalized_params
+    from deeph_jax.train.step import TrainState, make_train_step, to_device_batch
+
+    dirs = list_structures(toy_soc)
+    basis = dataset_basis(dirs)
+    layout, elements = build_layout(basis), model_elements(basis)
+    W = layout.width
+    samples = [load_sample(d, basis, CUTOFF, W, spin="soc") for d in dirs]
+    assert samples[0].targets.h_blocks.shape[1:] == (2 * W, 2 * W) and np.iscomplexobj(samples[0].targets.h_blocks)
+    batch = stack_batches(shard_batches(samples, 1, elements, np.float32))
+    model = HamiltonianNet(tiny().replace(cutoff=CUTOFF + 1.0, spin="soc", **TOY_MODEL), basis)
+    example = jax.tree_util.tree_map(lambda x: jnp.asarray(x[0]), batch)
+    params = random_params(model, example, seed=3, dtype=np.float32)
+    params = normalized_params(params, samples, layout, elements, spin="soc")
+    tx = optax.adam(optax.warmup_cosine_decay_schedule(0.0, 0.1, 5, 50, 1e-3))
+    step = make_train_step(model, layout, tx, TrainConfig(ema_decay=None), compiler_options=FAST_COMPILE)
+    state = TrainState(params, tx.init(params), jax.tree_util.tree_map(jnp.array, params), jnp.zeros((), jnp.int32))
+    device_batch = to_device_batch(batch)
+    losses = []
+    for _ in range(51):
+        state, metrics = step(state, device_batch)
+        losses.append(float(metrics["loss"]))
+    print(f"SOC toy training: loss {losses[0]:.3g} -> {losses[-1]:.3g} eV^2 in 50 steps; "
+          f"MAE H {1e3 * float(metrics['mae_h']):.2f} meV")
+    assert np.isfinite(losses).all() and losses[-1] < losses[0] / 50
