@@ -4,9 +4,14 @@
     python predict.py --checkpoint runs/demo --dataset datasets/water-pbe-def2svp-test --out pred/
     python predict.py --list-models
 
+    python predict.py --checkpoint runs/fe-collinear --structure fe.cif --magnetic-moments=2.2,-2.2 --out pred/
+
 --checkpoint is an inference bundle (models/<name>/) or a training run folder (runs/<name>/).
 Output per structure: POSCAR, info.json, hamiltonian_pred.h5 (eV) and overlap.h5 (exact from
 PySCF integrals when the training data name a basis PySCF knows, else the network's S).
+Spinful models (model.spin soc or collinear) write complex (2a, 2b) H blocks and spinful: true;
+a collinear one takes the magnetic configuration from --magnetic-moments (with --structure) or from each
+structure's info.json magnetic_moments (with --dataset); zero where none is given.
 """
 
 import argparse
@@ -49,6 +54,7 @@ def list_models() -> int:
 
 
 def _predict(args) -> int:
+    from deeph_jax.graph import parse_moments
     from deeph_jax.io import load_structure
     from deeph_jax.predict.infer import load_predictor
     from deeph_jax.predict.run import predict_dataset, predict_to_folder
@@ -58,11 +64,16 @@ def _predict(args) -> int:
     if args.structure:
         structure = load_structure(args.structure, molecule=args.molecule or None)
         predictor.check_elements(structure, args.structure)
-        stats = predict_to_folder(structure, predictor, out, args.chunk_atoms, not args.network_overlap)
+        moments = parse_moments(args.magnetic_moments, structure.n_atoms) if args.magnetic_moments else None
+        stats = predict_to_folder(structure, predictor, out, args.chunk_atoms, not args.network_overlap,
+                                  moments=moments)
         print(f"{stats.n_atoms} atoms, {stats.n_edges} blocks in {stats.n_chunks} chunk(s): graph "
               f"{stats.graph_s:.2f} s, compile {stats.compile_s:.2f} s, run {stats.run_s:.2f} s; S {stats.overlap}")
         print(f"wrote {out}/ (POSCAR, info.json, hamiltonian_pred.h5, overlap.h5)")
     else:
+        if args.magnetic_moments:
+            raise DeephError("--magnetic-moments goes with --structure; a dataset's structures give theirs as "
+                             "magnetic_moments in info.json", "predict.py")
         results = predict_dataset(Path(args.dataset), predictor, out, args.chunk_atoms, not args.network_overlap)
         maes = [m for _, m in results if m is not None]
         for sid, mae in results:
@@ -83,6 +94,10 @@ def main(argv=None) -> int:
     p.add_argument("--chunk-atoms", type=int, default=2000,
                    help="centre atoms per inference chunk; bounds memory (default 2000)")
     p.add_argument("--network-overlap", action="store_true", help="use the network's S even when exact S is possible")
+    p.add_argument("--magnetic-moments", metavar="M1,M2,...|FILE",
+                   help="collinear-spin models: signed magnetic moment of each atom (structure order), as a comma "
+                        "list or a file of numbers; default zero. Write --magnetic-moments=-2,2 when the list "
+                        "starts with a minus sign")
     p.add_argument("--list-models", action="store_true", help="list the shipped models with their test errors")
     args = p.parse_args(argv)
     from deeph_jax.runtime import enable_compilation_cache

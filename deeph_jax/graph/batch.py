@@ -30,11 +30,14 @@ class GraphBatch(NamedTuple):
         edge_graph: (E,) int32, graph of each edge.
         edge_mask:  (E,) bool, real edges.
         graph_mask: (G,) bool, real graphs.
-        h_blocks:   (E, W, W) DFT H blocks in eV, zero-padded (None for inference batches).
+        h_blocks:   (E, W, W) DFT H blocks in eV, zero-padded (None for inference batches); spinful data:
+                    (E, 2W, 2W) complex, quarters [[uu, ud], [du, dd]] each padded to (W, W).
         s_blocks:   (E, W, W) DFT S blocks (None for inference batches).
         block_mask: (E,) bool, edges whose block is stored in the data (None for inference).
         node_potentials: (N, n_elements) float, long-range potentials per unit element charge in eV
             (zero on padding nodes; None when the graphs carry none).
+        node_moments: (N,) float, signed magnetic moment per atom for collinear-spin models (zero on
+            padding nodes and on graphs without moments; None when no graph carries any).
     """
 
     species: np.ndarray
@@ -51,6 +54,7 @@ class GraphBatch(NamedTuple):
     s_blocks: np.ndarray | None = None
     block_mask: np.ndarray | None = None
     node_potentials: np.ndarray | None = None
+    node_moments: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -68,7 +72,7 @@ class GraphBatch(NamedTuple):
 class GraphTargets(NamedTuple):
     """DFT blocks on one graph's edges (see :func:`deeph_jax.graph.targets.padded_edge_blocks`)."""
 
-    h_blocks: np.ndarray  # (n_edges, W, W) eV
+    h_blocks: np.ndarray  # (n_edges, W, W) eV; spinful (n_edges, 2W, 2W) complex
     s_blocks: np.ndarray  # (n_edges, W, W)
     present: np.ndarray  # (n_edges,) bool
 
@@ -98,7 +102,7 @@ def batch_graphs(
     Args:
         elements: the model's element list; ``species`` indexes it.
         targets: per-graph DFT blocks for training, or None for inference.
-        dtype: float dtype of ``vectors`` and the blocks.
+        dtype: float dtype of ``vectors`` and the blocks (complex of that precision for spinful H).
     """
     element_index = {e: n for n, e in enumerate(elements)}
     n_nodes = sum(g.n_nodes for g in graphs)
@@ -132,8 +136,9 @@ def batch_graphs(
 
     h = s = present = None
     if targets is not None:
-        W = targets[0].h_blocks.shape[1]
-        h = np.zeros((E, W, W), dtype)
+        h_shape, W = targets[0].h_blocks.shape[1:], targets[0].s_blocks.shape[1]
+        h_dtype = np.result_type(dtype, np.complex64) if np.iscomplexobj(targets[0].h_blocks) else dtype
+        h = np.zeros((E, *h_shape), h_dtype)
         s = np.zeros((E, W, W), dtype)
         present = np.zeros(E, bool)
         edge0 = 0
@@ -149,8 +154,13 @@ def batch_graphs(
             raise ValueError("some graphs of the batch carry long-range potentials and others do not")
         potentials = np.zeros((N, len(elements)), dtype)
         potentials[:n_nodes] = np.concatenate([g.node_potentials for g in graphs])
+    moments = None
+    if any(g.node_moments is not None for g in graphs):
+        moments = np.zeros(N, dtype)
+        moments[:n_nodes] = np.concatenate([np.zeros(g.n_nodes) if g.node_moments is None else g.node_moments
+                                            for g in graphs])
     return GraphBatch(species, node_graph, node_mask, senders, receivers, vectors, mirror,
-                      edge_graph, edge_mask, graph_mask, h, s, present, potentials)
+                      edge_graph, edge_mask, graph_mask, h, s, present, potentials, moments)
 
 
 def count_buckets(graph_sizes: Sequence[tuple[int, int]], batch_size: int) -> int:

@@ -34,6 +34,8 @@ class PairGraph:
         vectors: (n_edges, 3) float64, pos_j + R @ cell - pos_i (zero for self edges).
         node_potentials: (n_nodes, n_elements) float64 long-range Ewald potentials per unit element
             charge (eV), or None; filled by :func:`deeph_jax.graph.long_range.attach_long_range`.
+        node_moments: (n_nodes,) float64 signed magnetic moment per atom (collinear-spin models), or None
+            (zero); filled by :func:`deeph_jax.graph.moments.attach_moments`.
     """
 
     symbols: tuple[str, ...]
@@ -44,6 +46,7 @@ class PairGraph:
     shifts: np.ndarray
     vectors: np.ndarray
     node_potentials: np.ndarray | None = None
+    node_moments: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:

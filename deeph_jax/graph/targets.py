@@ -72,19 +72,31 @@ def dropped_blocks(graph: PairGraph, hamiltonian: BlockSparse | None, overlap: B
 
 
 def padded_edge_blocks(
-    graph: PairGraph, matrix: BlockSparse, basis: OrbitalBasis, width: int | None = None
+    graph: PairGraph, matrix: BlockSparse, basis: OrbitalBasis, width: int | None = None, spinful: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each edge's stored block, zero-padded to (width, width) in the top-left corner.
 
+    ``spinful``: the stored blocks are (2a, 2b) ``[[uu, ud], [du, dd]]``; each spin quarter is padded
+    to (width, width) alone, giving (2 width, 2 width) blocks (:func:`spin_rows`).
+
     Returns:
-        blocks: (n_edges, width, width), dtype of ``matrix.entries``.
+        blocks: (n_edges, width, width) (spinful: (n_edges, 2 width, 2 width)), dtype of ``matrix.entries``.
         present: (n_edges,) bool, True where the block is stored.
     """
     n_orb = np.asarray([basis.n_orbitals(s) for s in graph.symbols])
     width = int(width or max(basis.n_orbitals(e) for e in basis.elements))
     edge_block, _ = match_blocks(graph, matrix)
-    blocks = np.zeros((graph.n_edges, width, width), dtype=matrix.entries.dtype)
+    size = 2 * width if spinful else width
+    blocks = np.zeros((graph.n_edges, size, size), dtype=matrix.entries.dtype)
     for e in np.nonzero(edge_block >= 0)[0]:
         a, b = n_orb[graph.senders[e]], n_orb[graph.receivers[e]]
-        blocks[e, :a, :b] = matrix.block(edge_block[e])
+        if spinful:
+            blocks[e][np.ix_(spin_rows(a, width), spin_rows(b, width))] = matrix.block(edge_block[e])
+        else:
+            blocks[e, :a, :b] = matrix.block(edge_block[e])
     return blocks, edge_block >= 0
+
+
+def spin_rows(n: int, width: int) -> np.ndarray:
+    """(2n,) rows (or columns) of a (2n)-orbital spinful block inside its padded (2 width) block."""
+    return np.concatenate([np.arange(n), width + np.arange(n)])

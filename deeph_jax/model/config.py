@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, replace
 
 import e3nn_jax as e3nn
 
+SPIN_MODES = ("none", "soc", "collinear")
+
 
 def hidden_irreps(channels: tuple[int, ...]) -> e3nn.Irreps:
     """Irreps with ``channels[l]`` copies of l, both parities for l >= 1 (blocks such as p x p
@@ -41,6 +43,10 @@ class ModelConfig:
             electrostatic channel (:mod:`deeph_jax.model.long_range`); the network learns one charge per
             element and the erf part of their potential shifts the blocks. ~0.3 leaves 1/alpha ~ 3 A to
             the local network.
+        spin: ``"none"`` (spinless H), ``"soc"`` (spin-orbit coupled H, complex (2a, 2b) blocks H0 x 1 +
+            i sum_a Ha x sigma_a, time-reversal symmetric) or ``"collinear"`` (H-up and H-down for a
+            magnetic configuration given as a signed moment per atom); see
+            :mod:`deeph_jax.model.spin_blocks`.
     """
 
     cutoff: float = 8.0
@@ -55,6 +61,7 @@ class ModelConfig:
     avg_num_neighbors: float = 20.0
     species_embed: int = 16
     long_range_alpha: float | None = None
+    spin: str = "none"
 
     def __post_init__(self):
         for name in ("node_channels", "edge_channels", "tp_channels"):
@@ -65,6 +72,8 @@ class ModelConfig:
             raise ValueError(f"message_cutoff must lie in (0, cutoff = {self.cutoff}], got {self.message_cutoff}")
         if self.long_range_alpha is not None and not 0.05 <= self.long_range_alpha <= 2.0:
             raise ValueError(f"long_range_alpha must lie in [0.05, 2] 1/A (or null for none), got {self.long_range_alpha}")
+        if self.spin not in SPIN_MODES:
+            raise ValueError(f"spin = {self.spin!r}: must be one of {', '.join(SPIN_MODES)}")
 
     @property
     def receptive_field(self) -> float:

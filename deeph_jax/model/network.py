@@ -1,4 +1,4 @@
-"""HamiltonianNet: GraphBatch -> (H, S) blocks on every edge, (E, W, W) in eV, exactly Hermitian.
+"""HamiltonianNet: GraphBatch -> (H, S) blocks on every edge, in eV, exactly Hermitian.
 
     model = HamiltonianNet(config, basis)
     params = model.init(rng, batch)
@@ -7,6 +7,11 @@
 Species index ``model_elements(basis)`` (= sorted elements). Block H_ij(R) of edge e sits in
 the top-left (n_orb(i), n_orb(j)) corner of ``h_blocks[e]``, zeros elsewhere and on padding
 edges: the layout of :func:`deeph_jax.graph.targets.padded_edge_blocks`.
+
+``config.spin`` (see :mod:`deeph_jax.model.spin_blocks`): ``"none"``: h (E, W, W) real; ``"soc"``:
+h (E, 2W, 2W) complex, H0 x 1 + i sum_a Ha x sigma_a with a spin-orbit head for Ha; ``"collinear"``:
+h (E, 2W, 2W) complex ``[[H-up, 0], [0, H-down]]``, H-up the network on the batch's signed moments
+``node_moments`` m and H-down the same network on -m. S is always spinless (E, W, W).
 """
 
 from __future__ import annotations
@@ -25,10 +30,14 @@ from deeph_jax.model.irreps_blocks import BlockLayout, build_layout, irreps_to_b
 from deeph_jax.model.layers import Interaction
 from deeph_jax.model.long_range import LongRangeShift
 from deeph_jax.model.radial import edge_geometry
+from deeph_jax.model.spin_blocks import (build_vector_layout, collinear_blocks, irreps_to_vector_blocks,
+                                         soc_blocks)
 
 
 # XLA CPU options for programs whose compile time matters more than their run time (init, tests).
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+# Copies of each edge irrep the spin-orbit head multiplies pairwise (for irreps the edges lack: 0o, lmax + 1).
+SQUARE_CHANNELS = 2
 
 
 @dataclass(frozen=True)
@@ -57,29 +66,53 @@ def build_plan(config: ModelConfig) -> list[BlockPlan]:
 
 
 def check_output_reachable(config: ModelConfig, layout: BlockLayout) -> None:
-    """Every irrep the head must emit exists in the last edge features (a Linear cannot create it)."""
+    """Every irrep the head must emit exists in the last edge features (a Linear cannot create it);
+    with ``config.spin == "soc"`` also every irrep of the spin-orbit head (see :func:`soc_reachable`)."""
     have = {ir for _, ir in config.edge_irreps}
     missing = sorted({ir for _, ir in layout.irreps} - have, key=lambda ir: (ir.l, ir.p))
     if missing:
         raise ValueError(f"edge irreps {config.edge_irreps} lack {missing}, needed by the basis' blocks; "
                          f"raise lmax / edge_channels")
+    if config.spin == "soc":
+        need = {ir for _, ir in build_vector_layout(layout).irreps}
+        missing = sorted(need - soc_reachable(config.edge_irreps), key=lambda ir: (ir.l, ir.p))
+        if missing:
+            raise ValueError(f"the spin-orbit head cannot reach {missing} from edge irreps {config.edge_irreps} "
+                             f"(directly or as products of two of them); raise lmax / edge_channels")
 
 
-def hermitian_blocks(blocks, mirror):
-    """Make (E, W, W) blocks exactly Hermitian: out[mirror[e]] == out[e].T bitwise.
+def square_irreps(edge_irreps: e3nn.Irreps) -> e3nn.Irreps:
+    """The irreps the spin-orbit head squares: SQUARE_CHANNELS of each irrep of the edge features."""
+    return e3nn.Irreps([(SQUARE_CHANNELS, ir) for ir in sorted({ir for _, ir in e3nn.Irreps(edge_irreps)})])
+
+
+def soc_reachable(edge_irreps: e3nn.Irreps) -> set:
+    """Irreps the spin-orbit head can emit: the edge features' own and those of products of two of them."""
+    irs = sorted({ir for _, ir in e3nn.Irreps(edge_irreps)})
+    products = {ir for a in irs for b in irs for ir in a * b}
+    return set(irs) | products
+
+
+def hermitian_blocks(blocks, mirror, sign: int = 1):
+    """Make (E, ..., W, W) blocks exactly Hermitian: out[mirror[e]] == out[e].T bitwise (the last two axes).
 
     The pair average a = (B[e] + B[m]^T) / 2 makes the prediction independent of which edge of
     a mirrored pair the network looked from; the canonical edge (the smaller index, i.e. the
     lexicographically smaller (i, j, R), as build_graph sorts edges and batching only offsets
     them) then keeps a[e] and its mirror takes its transpose, so equality is exact rather than
     up to rounding. Self edges (e == mirror[e]) keep their upper triangle and mirror it.
+
+    ``sign=-1``: the antisymmetric counterpart, out[mirror[e]] == -out[e].T bitwise (self edges
+    antisymmetric, zero diagonal), as the real spin-orbit parts Ha of a Hermitian spinful H need.
     """
-    E, W = blocks.shape[0], blocks.shape[1]
-    a = 0.5 * (blocks + jnp.swapaxes(blocks[mirror], 1, 2))
-    t = jnp.swapaxes(a[mirror], 1, 2)
+    E, W = blocks.shape[0], blocks.shape[-1]
+    mirrored = jnp.swapaxes(blocks[mirror], -2, -1)
+    a = 0.5 * (blocks + mirrored) if sign > 0 else 0.5 * (blocks - mirrored)
+    t = jnp.swapaxes(a[mirror], -2, -1) if sign > 0 else -jnp.swapaxes(a[mirror], -2, -1)
     e = jnp.arange(E)
     upper = jnp.arange(W)[:, None] <= jnp.arange(W)[None, :]
     own = (e < mirror)[:, None, None] | ((e == mirror)[:, None, None] & upper[None])
+    own = own.reshape((E,) + (1,) * (blocks.ndim - 3) + (W, W))
     return jnp.where(own, a, t)
 
 
@@ -109,12 +142,45 @@ class BlockHead(nn.Module):
         return jnp.where(edge_mask[:, None, None], blocks, 0.0)
 
 
+class SpinOrbitHead(nn.Module):
+    """Edge features (E, edge_irreps) -> the spin-orbit parts Ha (E, 3, W, W), Cartesian x, y, z, real.
+
+    As :class:`BlockHead`, for the (l1 x l2) x 1e irreps of :class:`~deeph_jax.model.spin_blocks.VectorLayout`
+    (per-kind scale on every channel, shift on 0e only), with two differences: irreps the edge features
+    lack (0o, e.g. the s-p coupling i (sigma . p); L' = lmax + 1 of d-d) come from products of pairs of
+    edge irreps, and Hermiticity needs Ha_ji(-R) = -Ha_ij(R)^T (``hermitian_blocks(..., sign=-1)``).
+    """
+
+    layout: BlockLayout
+
+    @nn.compact
+    def __call__(self, edges: e3nn.IrrepsArray, kind, mirror, edge_mask):
+        vlayout = build_vector_layout(self.layout)
+        irreps = vlayout.irreps
+        missing = sorted({ir for _, ir in irreps} - {ir for _, ir in edges.irreps})
+        x = edges
+        if missing:
+            a = e3nn.flax.Linear(square_irreps(edges.irreps), name="square_in")(edges)
+            x = e3nn.concatenate([edges, e3nn.tensor_product(a, a, filter_ir_out=missing)])
+        y = e3nn.flax.Linear(irreps, force_irreps_out=True, name="linear")(x).array  # (E, dim)
+        assert y.shape[-1] == irreps.dim
+        scalar_dims = vlayout.scalar_dims
+        scale = self.param("scale", nn.initializers.ones, (vlayout.n_kinds, irreps.num_irreps))
+        shift = self.param("shift", nn.initializers.zeros, (vlayout.n_kinds, len(scalar_dims)))
+        y = y * scale[kind][:, vlayout.channel_of_dim]
+        y = y.at[:, scalar_dims].add(shift[kind])
+        blocks = hermitian_blocks(irreps_to_vector_blocks(y, kind, vlayout), mirror, sign=-1)
+        return jnp.where(edge_mask[:, None, None, None], blocks, 0.0)
+
+
 class HamiltonianNet(nn.Module):
     """E(3)-equivariant message passing on the pair graph -> (H blocks in eV, S blocks).
 
     Input: a GraphBatch (see deeph_jax.graph.batch) of jnp arrays; uses species (N,),
-    senders/receivers (E,), vectors (E, 3) Angstrom, mirror (E,), edge_mask (E,).
-    Output: h_blocks, s_blocks, each (E, W, W), exactly Hermitian over mirrored edges.
+    senders/receivers (E,), vectors (E, 3) Angstrom, mirror (E,), edge_mask (E,), and with
+    ``config.spin == "collinear"`` node_moments (N,) (None: all zero).
+    Output: h_blocks (E, W, W), or (E, 2W, 2W) complex when spinful (see the module docstring), and
+    s_blocks (E, W, W); each exactly Hermitian over mirrored edges.
     """
 
     config: ModelConfig
@@ -158,31 +224,59 @@ class HamiltonianNet(nn.Module):
         dtype = vectors.dtype
         geo = edge_geometry(vectors, cfg.lmax, cfg.num_radial, cfg.cutoff, cfg.message_cutoff)
         onehot = jax.nn.one_hot(species, S, dtype=dtype)  # (N, S)
-
-        nodes = e3nn.flax.Linear(f"{cfg.node_channels[0]}x0e", name="embed_species")(
-            e3nn.IrrepsArray(f"{S}x0e", onehot))
-        z = jnp.concatenate([onehot[senders], onehot[receivers], geo.radial,
-                             geo.is_self[:, None].astype(dtype)], axis=-1)
-        s = e3nn.flax.MultiLayerPerceptron((cfg.radial_hidden, cfg.species_embed), act=jax.nn.silu,
-                                           name="embed_edge")(z)
-        edges = e3nn.tensor_product(e3nn.IrrepsArray(f"{cfg.species_embed}x0e", s), geo.sh)
-        edges = e3nn.flax.Linear(cfg.edge_irreps, force_irreps_out=True, name="embed_edge_sh")(edges)
         edge_mask = batch.edge_mask
-
-        for n, p in enumerate(build_plan(cfg)):
-            nodes, edges = Interaction(p.node_in, p.edge_in, p.node_out, p.edge_out, cfg.tp_irreps, S,
-                                       cfg.radial_hidden, cfg.avg_num_neighbors, name=f"layer_{n}")(
-                nodes, edges, geo, species, senders, receivers, edge_mask)
-
         kind = pair_kind(species[senders], species[receivers], geo.is_self, S)
-        h = BlockHead(layout, name="head_h")(edges, kind, batch.mirror, edge_mask)
-        s_blocks = BlockHead(layout, name="head_s")(edges, kind, batch.mirror, edge_mask)
-        if cfg.long_range_alpha is not None:
-            if batch.node_potentials is None:
-                raise ValueError("the model has a long-range channel but the batch carries no node_potentials "
-                                 "(attach them with deeph_jax.graph.attach_long_range)")
-            h, _ = LongRangeShift(self.basis, name="long_range")(
-                h, s_blocks, batch.node_potentials, species, senders, receivers, geo.is_self, edge_mask)
+        if cfg.long_range_alpha is not None and batch.node_potentials is None:
+            raise ValueError("the model has a long-range channel but the batch carries no node_potentials "
+                             "(attach them with deeph_jax.graph.attach_long_range)")
+
+        # Submodules are made once and called once per spin channel (collinear: twice, shared parameters).
+        embed_species = e3nn.flax.Linear(f"{cfg.node_channels[0]}x0e", name="embed_species")
+        embed_edge = e3nn.flax.MultiLayerPerceptron((cfg.radial_hidden, cfg.species_embed), act=jax.nn.silu,
+                                                    name="embed_edge")
+        embed_edge_sh = e3nn.flax.Linear(cfg.edge_irreps, force_irreps_out=True, name="embed_edge_sh")
+        layers = [Interaction(p.node_in, p.edge_in, p.node_out, p.edge_out, cfg.tp_irreps, S, cfg.radial_hidden,
+                              cfg.avg_num_neighbors, name=f"layer_{n}") for n, p in enumerate(build_plan(cfg))]
+        head_h, head_s = BlockHead(layout, name="head_h"), BlockHead(layout, name="head_s")
+        long_range = LongRangeShift(self.basis, name="long_range") if cfg.long_range_alpha is not None else None
+        embed_moment = None
+        if cfg.spin == "collinear":
+            embed_moment = e3nn.flax.MultiLayerPerceptron((cfg.radial_hidden, cfg.node_channels[0]), act=jax.nn.silu,
+                                                          output_activation=False, name="embed_moment")
+
+        def edge_features(moments):
+            """Last-layer edge features; ``moments`` (N,) signed magnetic moments or None."""
+            nodes = embed_species(e3nn.IrrepsArray(f"{S}x0e", onehot))
+            if moments is not None:  # a scalar per atom, with its species, into the node embedding
+                m = embed_moment(jnp.concatenate([onehot, moments[:, None]], axis=-1))
+                nodes = nodes + e3nn.IrrepsArray(nodes.irreps, m)
+            z = jnp.concatenate([onehot[senders], onehot[receivers], geo.radial,
+                                 geo.is_self[:, None].astype(dtype)], axis=-1)
+            edges = e3nn.tensor_product(e3nn.IrrepsArray(f"{cfg.species_embed}x0e", embed_edge(z)), geo.sh)
+            edges = embed_edge_sh(edges)
+            for layer in layers:
+                nodes, edges = layer(nodes, edges, geo, species, senders, receivers, edge_mask)
+            return edges
+
+        def spinless_blocks(edges):
+            h = head_h(edges, kind, batch.mirror, edge_mask)
+            s_blocks = head_s(edges, kind, batch.mirror, edge_mask)
+            if long_range is not None:
+                h, _ = long_range(h, s_blocks, batch.node_potentials, species, senders, receivers, geo.is_self,
+                                  edge_mask)
+            return h, s_blocks
+
+        if cfg.spin == "collinear":
+            moments = batch.node_moments
+            moments = jnp.zeros(species.shape, dtype) if moments is None else jnp.asarray(moments, dtype)
+            h_up, s_up = spinless_blocks(edge_features(moments))
+            h_down, s_down = spinless_blocks(edge_features(-moments))
+            # S does not depend on spin: the mean of both passes (symmetric under swapping them).
+            return collinear_blocks(h_up, h_down), 0.5 * (s_up + s_down)
+        edges = edge_features(None)
+        h, s_blocks = spinless_blocks(edges)
+        if cfg.spin == "soc":
+            h = soc_blocks(h, SpinOrbitHead(layout, name="head_soc")(edges, kind, batch.mirror, edge_mask))
         return h, s_blocks
 
 
@@ -196,6 +290,7 @@ def summary(config: ModelConfig, basis: OrbitalBasis, params=None) -> str:
     n = f", {count_parameters(params):,} params" if params is not None else ""
     msg = f" (messages {config.message_cutoff} A)" if config.message_cutoff else ""
     msg += f", long-range Ewald channel (alpha {config.long_range_alpha} 1/A)" if config.long_range_alpha else ""
+    msg += {"none": "", "soc": ", spin-orbit head (spinful H)", "collinear": ", collinear spin (moments in)"}[config.spin]
     return (f"HamiltonianNet: {config.num_layers} layers, lmax {config.lmax}, cutoff {config.cutoff} A{msg}, "
             f"{config.num_radial} radial; nodes {config.node_irreps}; edges {config.edge_irreps}; "
             f"tp {config.tp_irreps}; head {layout.irreps.num_irreps} irreps over {len(layout.types)} "

@@ -1,5 +1,8 @@
 """Reusable model checks (equivariance, relabelling, Hermiticity), shipped with the package so
-a new architecture can be tested the same way. numpy in, numpy out; float64 comparisons."""
+a new architecture can be tested the same way. numpy in, numpy out; float64 comparisons.
+
+Spinful outputs (E, 2W, 2W) are checked with kron(U(Q), D(Q)) on each side (:func:`~deeph_jax.model.wigner.su2_matrix`).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deeph_jax.graph import batch_graphs, build_model_graph
+from deeph_jax.graph import attach_moments, batch_graphs, build_model_graph
 from deeph_jax.io.basis import OrbitalBasis
 from deeph_jax.io.structures import Structure
 from deeph_jax.model.irreps_blocks import model_elements
-from deeph_jax.model.wigner import atom_D
+from deeph_jax.model.wigner import atom_D, su2_matrix
 
 
 def shared_dir() -> Path:
@@ -34,9 +37,11 @@ def permuted(structure: Structure, perm: np.ndarray) -> Structure:
                      structure.periodic)
 
 
-def graph_of(structure: Structure, cutoff, basis: OrbitalBasis, long_range_alpha: float | None = None):
-    """The pair graph a model sees: with the long-range potentials when the model has that channel."""
-    return build_model_graph(structure, cutoff, model_elements(basis), long_range_alpha)
+def graph_of(structure: Structure, cutoff, basis: OrbitalBasis, long_range_alpha: float | None = None,
+             moments=None):
+    """The pair graph a model sees: with the long-range potentials when the model has that channel, and
+    the signed magnetic ``moments`` (n_atoms,) of a collinear-spin model (None: none)."""
+    return attach_moments(build_model_graph(structure, cutoff, model_elements(basis), long_range_alpha), moments)
 
 
 def predict(apply_fn, params, graph, basis: OrbitalBasis, dtype=np.float32, sizes=None):
@@ -58,14 +63,15 @@ def padded_atom_D(basis: OrbitalBasis, Q: np.ndarray) -> np.ndarray:
 
 
 def equivariance_error(apply_fn, params, structure: Structure, basis: OrbitalBasis, cutoff, Q,
-                       dtype=np.float32, sizes=None, long_range_alpha=None) -> tuple[float, float]:
+                       dtype=np.float32, sizes=None, long_range_alpha=None, moments=None) -> tuple[float, float]:
     """max |H(Qx) - D_i H(x) D_j^T| over edges, H and S together, and max |H(x)|.
 
     The rotated structure gets its own graph (positions and cell rotated), which must hold the
-    same (i, j, R) edges.
+    same (i, j, R) edges. A spinful H (E, 2W, 2W) is compared with kron(U, D_i) H kron(U, D_j)^dagger,
+    U the SU(2) matrix of Q's proper part (inversion acts on the orbitals only).
     """
-    g0 = graph_of(structure, cutoff, basis, long_range_alpha)
-    g1 = graph_of(moved(structure, Q), cutoff, basis, long_range_alpha)
+    g0 = graph_of(structure, cutoff, basis, long_range_alpha, moments)
+    g1 = graph_of(moved(structure, Q), cutoff, basis, long_range_alpha, moments)
     if not np.array_equal(g0.atom_pairs, g1.atom_pairs):
         raise AssertionError("rotation changed the pair graph (an edge at the cutoff?)")
     h0, s0 = predict(apply_fn, params, g0, basis, dtype, sizes)
@@ -76,7 +82,12 @@ def equivariance_error(apply_fn, params, structure: Structure, basis: OrbitalBas
     Di, Dj = D[sp[g0.senders]], D[sp[g0.receivers]]
     err = 0.0
     for x0, x1 in ((h0, h1), (s0, s1)):
-        expected = Di @ x0.astype(np.float64) @ np.swapaxes(Dj, 1, 2)
+        Ti, Tj = Di, Dj
+        if x0.shape[1] == 2 * Di.shape[1]:  # spinful: spin-major kron(spin, orbital)
+            U = su2_matrix(Q)
+            Ti, Tj = np.kron(U, Di), np.kron(U, Dj)  # kron over the trailing two axes, edge by edge
+        cast = np.complex128 if np.iscomplexobj(x0) else np.float64
+        expected = Ti @ x0.astype(cast) @ np.conj(np.swapaxes(Tj, 1, 2))
         err = max(err, float(np.abs(x1 - expected).max()))
     return err, float(np.abs(h0).max())
 
@@ -94,3 +105,22 @@ def relabel_error(apply_fn, params, structure: Structure, basis: OrbitalBasis, c
     ap[:, 3], ap[:, 4] = perm[ap[:, 3]], perm[ap[:, 4]]
     match = np.asarray([key0[tuple(k)] for k in ap.tolist()])
     return float(max(np.abs(h1 - h0[match]).max(), np.abs(s1 - s0[match]).max()))
+
+
+def random_params(model, batch, seed: int = 0, dtype=np.float64):
+    """Parameters of ``model`` drawn from numpy, without ``model.init``: normal(0, 1) weights (e3nn-jax's own
+    initialization, its layers normalize in the forward pass), head scales 1 + normal(0, 0.1) and head
+    shifts normal(0, 1) (so the invariance tests exercise them too). Only the shapes are traced, which
+    costs a fraction of the initializers' compilation."""
+    import flax.linen as nn
+
+    shapes = jax.eval_shape(lambda: nn.Module.init(model, jax.random.PRNGKey(0), batch))
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        name = jax.tree_util.keystr(path)
+        x = rng.normal(size=leaf.shape)
+        x = 1.0 + 0.1 * x if name.endswith("['scale']") else x
+        return jnp.asarray(x, dtype)
+
+    return jax.tree_util.tree_map_with_path(draw, shapes)

@@ -58,3 +58,19 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
     q, r = np.linalg.qr(rng.normal(size=(3, 3)))
     q = q * np.sign(np.diag(r))
     return q if np.linalg.det(q) > 0 else -q
+
+
+PAULI = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=np.complex128)  # x, y, z
+
+
+def su2_matrix(Q: np.ndarray) -> np.ndarray:
+    """(2, 2) complex SU(2) matrix U of the proper part of Q (Q or -Q, whichever has det +1), with
+    U sigma_a U^dagger = sum_b Qp_ba sigma_b: a spin-1/2 rotates with U, inversion leaves it alone.
+    U is defined up to sign (both act alike on spinful blocks, which carry U on both sides)."""
+    from scipy.linalg import expm
+    from scipy.spatial.transform import Rotation
+
+    Q = np.asarray(Q, np.float64)
+    proper = Q if np.linalg.det(Q) > 0 else -Q
+    rotvec = Rotation.from_matrix(proper).as_rotvec()
+    return expm(-0.5j * np.einsum("a,aij->ij", rotvec, PAULI))

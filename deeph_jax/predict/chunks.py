@@ -108,9 +108,10 @@ def build_chunk(graph: PairGraph, centres: np.ndarray, hop_cutoffs, csr=None) ->
     positions = graph.positions[atoms] + shifts @ graph.cell
     # Long-range potentials come from the whole structure: a chunk takes its atoms' rows.
     potentials = None if graph.node_potentials is None else graph.node_potentials[atoms]
+    moments = None if graph.node_moments is None else graph.node_moments[atoms]
     sub = PairGraph(tuple(np.asarray(graph.symbols)[atoms]), positions, graph.cell, owner.astype(np.int64),
                     receiver.astype(np.int64), np.zeros((len(edges), 3), np.int64), graph.vectors[edges],
-                    potentials)
+                    potentials, moments)
     is_target = owner < len(centres)  # centre instances come first, at image 0
     return Chunk(sub, np.nonzero(is_target)[0], edges[is_target])
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deeph_jax.errors import DeephError
-from deeph_jax.io import INFO, OrbitalBasis, read_deeph_dir
+from deeph_jax.io import HAMILTONIAN, INFO, OrbitalBasis, read_deeph_dir
 
 
 def same_basis_name(a: str, b: str) -> bool:
@@ -51,8 +51,11 @@ def check_folder(predictor, folder: Path) -> None:
     check_elements(predictor.basis, symbols, info_path)
     check_basis_name(predictor.metadata.get("basis"), data.info.get("basis"), info_path)
     check_shells(predictor.basis, data.basis, symbols, info_path)
-    if data.spinful:
+    spin = predictor.config.spin
+    if data.spinful and spin == "none":
         raise DeephError("spinful data, but the model predicts a spinless Hamiltonian", info_path)
+    if not data.spinful and spin != "none" and (Path(folder) / HAMILTONIAN).is_file():
+        raise DeephError(f"spinless data, but the model (spin = {spin}) predicts a spinful Hamiltonian", info_path)
 
 
 def check_dataset(predictor, folders) -> None:

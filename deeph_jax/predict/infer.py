@@ -3,6 +3,9 @@
     predictor = load_predictor("models/water-pbe-def2svp")   # or a run folder runs/<name>/
     H, S, info = predict(structure, predictor)                # BlockSparse in eV, and how S was made
 
+A spinful model (``config.spin`` soc or collinear) gives complex (2a, 2b) H blocks; a collinear one takes
+the magnetic configuration as ``moments`` (a signed moment per atom; zero when not given).
+
 Chunks (see :mod:`deeph_jax.predict.chunks`) go through one compiled function of fixed padded
 size, so peak memory follows the graph and the output, not the network's intermediates of the
 whole structure. Chunks are spread round-robin over the local devices.
@@ -53,10 +56,28 @@ class Predictor:
             self._apply = jax.jit(model.apply)
         return self._apply
 
+    @property
+    def spinful(self) -> bool:
+        return self.config.spin != "none"
+
     def check_elements(self, structure: Structure, path=None) -> None:
         from deeph_jax.predict.compat import check_elements
 
         check_elements(self.basis, structure.symbols, path)
+
+    def graph(self, structure: Structure, moments=None) -> PairGraph:
+        """The pair graph this model sees (long-range potentials, and the moments of a collinear model:
+        ``moments`` (n_atoms,), None for zero). Moments for any other model are refused."""
+        from deeph_jax.graph import attach_moments
+
+        spin = self.config.spin
+        if moments is not None and spin != "collinear":
+            raise DeephError(f"magnetic moments given, but the model (spin = {spin}) takes none; only "
+                             f"collinear-spin models do", self.path)
+        graph = build_model_graph(structure, self.config.cutoff, self.elements, self.config.long_range_alpha)
+        if spin == "collinear":
+            graph = attach_moments(graph, np.zeros(structure.n_atoms) if moments is None else moments)
+        return graph
 
 
 def load_predictor(path: str | Path) -> Predictor:
@@ -171,9 +192,11 @@ def _on_host(chunk: Chunk, h, s):
     return chunk, np.asarray(h)[chunk.target_sub_edges], np.asarray(s)[chunk.target_sub_edges]
 
 
-def collect_into_arrays(n_edges: int, width: int, dtype):
-    """Arrays (h_all, s_all) of shape (n_edges, W, W) and the ``on_chunk`` that fills them."""
-    h_all = np.zeros((n_edges, width, width), dtype)
+def collect_into_arrays(n_edges: int, width: int, dtype, spinful: bool = False):
+    """Arrays (h_all, s_all) of shape (n_edges, W, W) (spinful h_all: (n_edges, 2W, 2W) complex) and the
+    ``on_chunk`` that fills them."""
+    h_size, h_dtype = (2 * width, np.result_type(dtype, np.complex64)) if spinful else (width, dtype)
+    h_all = np.zeros((n_edges, h_size, h_size), h_dtype)
     s_all = np.zeros((n_edges, width, width), dtype)
 
     def store(edges, h, s):
@@ -185,7 +208,8 @@ def collect_into_arrays(n_edges: int, width: int, dtype):
 
 def predict_blocks(graph: PairGraph, predictor: Predictor, chunk_atoms: int | None = 2000,
                    on_chunk: Callable | None = None, progress: bool = False, stats: PredictStats | None = None):
-    """Predicted (h, s) padded blocks (E, W, W) for every edge of ``graph`` (float32 unless x64).
+    """Predicted (h, s) padded blocks (E, W, W) for every edge of ``graph`` (float32 unless x64; spinful
+    models: h (E, 2W, 2W) complex).
 
     ``chunk_atoms=None`` runs the whole graph at once (the reference the chunks must equal).
     ``on_chunk(edge_ids, h, s)`` receives each chunk's results instead of collecting them;
@@ -200,7 +224,7 @@ def predict_blocks(graph: PairGraph, predictor: Predictor, chunk_atoms: int | No
     h_all = s_all = None
     if on_chunk is None:
         width = max(predictor.basis.n_orbitals(e) for e in predictor.basis.elements)
-        h_all, s_all, on_chunk = collect_into_arrays(graph.n_edges, width, float_dtype())
+        h_all, s_all, on_chunk = collect_into_arrays(graph.n_edges, width, float_dtype(), predictor.spinful)
     stats.compile_s, stats.chunk_run_s = 0.0, []
     forward = CompiledForward(predictor, devices, stats)
     for k, chunk in enumerate(chunks[: len(devices)]):
@@ -234,14 +258,23 @@ def _progress_bar(n_edges: int):
 
 
 def blocks_to_sparse(graph: PairGraph, padded: np.ndarray, basis: OrbitalBasis, edges=None) -> BlockSparse:
-    """(E, W, W) padded blocks of ``edges`` (default all) -> BlockSparse in float64."""
+    """(E, W, W) padded blocks of ``edges`` (default all) -> BlockSparse in float64.
+
+    (E, 2W, 2W) padded spinful blocks (W = the basis' widest atom) give complex128 (2a, 2b) blocks
+    ``[[uu, ud], [du, dd]]`` (:func:`deeph_jax.graph.targets.padded_edge_blocks` with ``spinful``).
+    """
     edges = np.arange(graph.n_edges) if edges is None else np.asarray(edges)
     n_orb = np.asarray([basis.n_orbitals(s) for s in graph.symbols])
     a, b = n_orb[graph.senders[edges]], n_orb[graph.receivers[edges]]
-    shapes = np.stack([a, b], axis=1)
-    mask = (np.arange(padded.shape[1])[None, :, None] < a[:, None, None]) & \
-           (np.arange(padded.shape[2])[None, None, :] < b[:, None, None])
-    entries = padded.astype(np.float64)[mask]  # row-major per block, blocks in edge order
+    width = max(basis.n_orbitals(e) for e in basis.elements)
+    spinful = padded.shape[1] == 2 * width
+    rows = np.arange(padded.shape[1])[None, :, None]
+    cols = np.arange(padded.shape[2])[None, None, :]
+    if spinful:  # each spin quarter's (a, b) corner; row-major over the (2a, 2b) block
+        rows, cols = rows % width, cols % width
+    mask = (rows < a[:, None, None]) & (cols < b[:, None, None])
+    entries = padded.astype(np.complex128 if spinful else np.float64)[mask]  # row-major per block, edge order
+    shapes = np.stack([a, b], axis=1) * (2 if spinful else 1)
     return BlockSparse.from_arrays(graph.atom_pairs[edges], shapes, entries)
 
 
@@ -254,16 +287,17 @@ def overlap_source(predictor: Predictor) -> str | None:
 
 
 def predict(structure: Structure, predictor: Predictor, chunk_atoms: int | None = 2000, exact_overlap: bool = True,
-            progress: bool = False, stats: PredictStats | None = None):
-    """-> (H BlockSparse in eV, S BlockSparse, stats). S is exact from PySCF when possible."""
+            progress: bool = False, stats: PredictStats | None = None, moments=None):
+    """-> (H BlockSparse in eV, S BlockSparse, stats). S is exact from PySCF when possible.
+
+    ``moments``: (n_atoms,) signed magnetic moments, for a collinear-spin model only (None: zero)."""
     from deeph_jax.io import validate_structure
 
     validate_structure(structure)
     predictor.check_elements(structure)
     stats = stats or PredictStats()
     t0 = time.perf_counter()
-    graph = build_model_graph(structure, predictor.config.cutoff, predictor.elements,
-                              predictor.config.long_range_alpha)
+    graph = predictor.graph(structure, moments)
     stats.graph_s = time.perf_counter() - t0
     h, s = predict_blocks(graph, predictor, chunk_atoms, progress=progress, stats=stats)
     H = blocks_to_sparse(graph, h, predictor.basis)

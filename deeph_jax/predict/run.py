@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from deeph_jax.errors import DeephError
-from deeph_jax.graph import build_model_graph
+from deeph_jax.graph import moments_from_info
+from deeph_jax.graph.moments import INFO_KEY as MOMENTS_KEY
 from deeph_jax.io import HAMILTONIAN, HAMILTONIAN_PRED, OVERLAP, Structure, find_structure_dirs, read_deeph_dir
 from deeph_jax.io.deeph import write_info, write_poscar
 from deeph_jax.predict.infer import PredictStats, Predictor, blocks_to_sparse, overlap_source, predict_blocks
@@ -24,23 +25,24 @@ def occupation(structure: Structure, predictor: Predictor) -> float | None:
 
 
 def predict_to_folder(structure: Structure, predictor: Predictor, out: Path, chunk_atoms: int = 2000,
-                      exact_overlap: bool = True, progress: bool = True) -> PredictStats:
+                      exact_overlap: bool = True, progress: bool = True, moments=None) -> PredictStats:
     """Write POSCAR, info.json, hamiltonian_pred.h5 and overlap.h5 of ``structure`` into ``out``.
 
     H (and the network's S, when used) stream to disk chunk by chunk; each file is renamed into
-    place only when complete.
+    place only when complete. A spinful model writes complex (2a, 2b) H blocks and ``spinful: true``;
+    a collinear one takes ``moments`` (n_atoms,) and records them as ``magnetic_moments``.
     """
     from deeph_jax.predict.overlap import exact_overlap as exact
 
     stats = PredictStats()
     predictor.check_elements(structure)
     t0 = time.perf_counter()
-    graph = build_model_graph(structure, predictor.config.cutoff, predictor.elements,
-                              predictor.config.long_range_alpha)
+    graph = predictor.graph(structure, moments)
     stats.graph_s = time.perf_counter() - t0
     name = overlap_source(predictor) if exact_overlap else None
     out.mkdir(parents=True, exist_ok=True)
-    with StreamingMatrixWriter(out / HAMILTONIAN_PRED) as wh, StreamingMatrixWriter(out / OVERLAP) as ws:
+    h_dtype = np.complex128 if predictor.spinful else np.float64
+    with StreamingMatrixWriter(out / HAMILTONIAN_PRED, h_dtype) as wh, StreamingMatrixWriter(out / OVERLAP) as ws:
 
         def on_chunk(edges, h, s):
             H = blocks_to_sparse(graph, h, predictor.basis, edges)
@@ -56,7 +58,7 @@ def predict_to_folder(structure: Structure, predictor: Predictor, out: Path, chu
         "atoms_quantity": structure.n_atoms,
         "orbits_quantity": int(predictor.basis.atom_offsets(structure.symbols)[-1]),
         "orthogonal_basis": False,
-        "spinful": False,
+        "spinful": predictor.spinful,
         "fermi_energy_eV": None,
         "elements_orbital_map": {e: list(predictor.basis.shells[e]) for e in sorted(set(structure.symbols))},
         "occupation": occupation(structure, predictor),
@@ -66,6 +68,8 @@ def predict_to_folder(structure: Structure, predictor: Predictor, out: Path, chu
     for key in ("basis", "xc", "pseudopotential"):
         if predictor.metadata.get(key):
             info[key] = predictor.metadata[key]
+    if graph.node_moments is not None:
+        info[MOMENTS_KEY] = [float(m) for m in graph.node_moments]
     write_info(out / "info.json", info)
     return stats
 
@@ -87,7 +91,8 @@ def predict_dataset(dataset: Path, predictor: Predictor, out: Path, chunk_atoms:
                     exact_overlap: bool = True) -> list[tuple[str, float | None]]:
     """Predict every structure (folder with a POSCAR) of ``dataset`` into ``out/<sid>/``.
 
-    Returns (sid, MAE in eV or None) per structure; MAE where a DFT hamiltonian.h5 exists.
+    Returns (sid, MAE in eV or None) per structure; MAE where a DFT hamiltonian.h5 exists (spinful H: over
+    |complex difference| of every entry). A collinear model takes each structure's info.json magnetic_moments.
     """
     from tqdm import tqdm
 
@@ -101,8 +106,12 @@ def predict_dataset(dataset: Path, predictor: Predictor, out: Path, chunk_atoms:
     for d in tqdm(dirs, desc="structures", unit="structure"):
         sid = str(d.relative_to(dataset)) if d != dataset else d.name
         has_dft = (d / HAMILTONIAN).is_file()
-        structure = read_deeph_dir(d, hamiltonian=None, overlap=(d / OVERLAP).is_file()).structure
-        predict_to_folder(structure, predictor, out / sid, chunk_atoms, exact_overlap, progress=False)
+        data = read_deeph_dir(d, hamiltonian=None, overlap=(d / OVERLAP).is_file())
+        moments = None
+        if predictor.config.spin == "collinear":
+            moments = moments_from_info(data.info, data.structure.n_atoms, d / "info.json")
+        predict_to_folder(data.structure, predictor, out / sid, chunk_atoms, exact_overlap, progress=False,
+                          moments=moments)
         mae = block_mae(out / sid, d)[0] if has_dft else None
         results.append((sid, mae))
     return results

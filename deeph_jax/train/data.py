@@ -21,9 +21,11 @@ from deeph_jax.graph import (
     GraphBatch,
     GraphTargets,
     PairGraph,
+    attach_moments,
     batch_graphs,
     build_model_graph,
     dropped_blocks,
+    moments_from_info,
     padded_edge_blocks,
     padded_sizes,
 )
@@ -81,17 +83,55 @@ def read_split_file(path: str | Path, root: str | Path) -> list[Path]:
     return dirs
 
 
+def check_spin(spinful: bool, spin: str, path) -> None:
+    """A structure's ``spinful`` (info.json) agrees with ``model.spin``; one DeephError line otherwise."""
+    if spinful and spin == "none":
+        raise DeephError("spinful Hamiltonian (info.json spinful: true) but model.spin = none: set model.spin "
+                         "to soc (spin-orbit) or collinear (magnetic, with magnetic_moments)", path)
+    if not spinful and spin != "none":
+        raise DeephError(f"spinless Hamiltonian (info.json spinful: false) but model.spin = {spin}: the "
+                         f"model predicts spinful H; set model.spin = none", path)
+
+
+def check_spin_data(dirs: Sequence[Path], spin: str) -> None:
+    """Every structure's info.json ``spinful`` agrees with ``model.spin``."""
+    for d in dirs:
+        check_spin(bool(read_info(d / "info.json").get("spinful", False)), spin, d / "info.json")
+
+
+COLLINEAR_TOLERANCE_EV = 1e-6  # spin off-diagonal entries of collinear data, and H-up - H-down without moments
+
+
+def check_collinear_targets(h: np.ndarray, moments: np.ndarray, path) -> None:
+    """Collinear training data: no spin off-diagonal blocks, and moments wherever H-up differs from H-down."""
+    from deeph_jax.model.spin_blocks import quarters
+
+    uu, ud, du, dd = quarters(h)
+    off = float(max(np.abs(ud).max(initial=0.0), np.abs(du).max(initial=0.0)))
+    if off > COLLINEAR_TOLERANCE_EV:
+        raise DeephError(f"spin off-diagonal blocks (ud, du) up to {off:.3g} eV: not collinear data; use "
+                         f"model.spin = soc", path)
+    split = float(np.abs(uu - dd).max(initial=0.0))
+    if not np.any(moments) and split > COLLINEAR_TOLERANCE_EV:
+        raise DeephError(f"H-up and H-down differ by up to {split:.3g} eV but info.json gives no magnetic_moments "
+                         f"(all zero): the model could not tell the two channels apart", path)
+
+
 def load_sample(path: Path, basis: OrbitalBasis, cutoff: float, width: int,
-                long_range_alpha: float | None = None) -> Sample:
-    """One structure's graph (with the long-range potentials when ``long_range_alpha`` is set) and targets."""
+                long_range_alpha: float | None = None, spin: str = "none") -> Sample:
+    """One structure's graph (with the long-range potentials when ``long_range_alpha`` is set, the
+    ``magnetic_moments`` of info.json for ``spin == "collinear"``) and targets (spinful: (E, 2W, 2W) complex)."""
     from deeph_jax.model.irreps_blocks import model_elements
 
     data = read_deeph_dir(path)
-    if data.spinful:
-        raise DeephError("spinful Hamiltonians are not supported by the network yet", path)
+    check_spin(data.spinful, spin, Path(path) / "info.json")
     graph = build_model_graph(data.structure, cutoff, model_elements(basis), long_range_alpha)
-    h, present = padded_edge_blocks(graph, data.hamiltonian, basis, width)
+    if spin == "collinear":
+        graph = attach_moments(graph, moments_from_info(data.info, graph.n_nodes, Path(path) / "info.json"))
+    h, present = padded_edge_blocks(graph, data.hamiltonian, basis, width, spinful=data.spinful)
     s, _ = padded_edge_blocks(graph, data.overlap, basis, width)
+    if spin == "collinear":
+        check_collinear_targets(h, graph.node_moments, Path(path) / "hamiltonian.h5")
     return Sample(str(path), graph, GraphTargets(h, s, present), dropped_blocks(graph, data.hamiltonian, data.overlap))
 
 
@@ -112,11 +152,12 @@ class SampleCache:
     """Loads structures on first use and keeps them (a host reads only the ones it trains on)."""
 
     def __init__(self, dirs: Sequence[Path], basis: OrbitalBasis, cutoff: float,
-                 long_range_alpha: float | None = None):
+                 long_range_alpha: float | None = None, spin: str = "none"):
         self.dirs = list(dirs)
         self.basis = basis
         self.cutoff = cutoff
         self.long_range_alpha = long_range_alpha
+        self.spin = spin
         self.width = max(basis.n_orbitals(e) for e in basis.elements)
         self._cache: dict[int, Sample] = {}
 
@@ -125,7 +166,8 @@ class SampleCache:
 
     def __getitem__(self, i: int) -> Sample:
         if i not in self._cache:
-            self._cache[i] = load_sample(self.dirs[i], self.basis, self.cutoff, self.width, self.long_range_alpha)
+            self._cache[i] = load_sample(self.dirs[i], self.basis, self.cutoff, self.width, self.long_range_alpha,
+                                         self.spin)
         return self._cache[i]
 
 

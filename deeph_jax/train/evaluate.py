@@ -3,6 +3,10 @@
 The breakdown groups the absolute errors of real H entries by block (on-site: the self edge
 i == j, R = 0; off-site: all others), by element pair, by shell pair (s-s, s-p, p-d, ...) and by
 pair distance: where a model is weak.
+
+Spinful H: an entry's error is the modulus of the complex difference |dH|, over the spin quarters the
+model predicts (all four with spin-orbit coupling, uu and dd for collinear spin); entries are labelled
+with their orbitals' shells as for spinless H. ``predicted`` and ``reference`` are then complex.
 """
 
 from __future__ import annotations
@@ -115,10 +119,13 @@ class Breakdown:
         return "\n".join(lines)
 
 
-def breakdown(samples: Sequence, predictions, basis: OrbitalBasis) -> Breakdown:
-    """Collect per-entry errors of every stored block of every sample."""
+def breakdown(samples: Sequence, predictions, basis: OrbitalBasis, spin: str = "none") -> Breakdown:
+    """Collect per-entry errors of every stored block of every sample (``spin``: the model's mode)."""
+    from deeph_jax.model.spin_blocks import spin_quarters_used, unpad_block
+
     cols = {k: [] for k in ("eh", "es", "ep", "sp", "d", "p", "r")}
     shell_l = {e: orbital_shell_l(basis, e) for e in basis.elements}
+    spinful = spin != "none"
     for smp, (h, s) in zip(samples, predictions):
         g, t = smp.graph, smp.targets
         sym = np.asarray(g.symbols)
@@ -127,15 +134,21 @@ def breakdown(samples: Sequence, predictions, basis: OrbitalBasis) -> Breakdown:
             ei, ej = sym[g.senders[e]], sym[g.receivers[e]]
             li, lj = shell_l[ei], shell_l[ej]
             a, b = len(li), len(lj)
-            ref_h, ref_s = t.h_blocks[e, :a, :b], t.s_blocks[e, :a, :b]
-            cols["eh"].append(np.abs(h[e, :a, :b] - ref_h).ravel())
+            ref_s = t.s_blocks[e, :a, :b]
+            pred_h, ref_h = unpad_block(h[e], a, b, spinful), unpad_block(t.h_blocks[e], a, b, spinful)
+            keep = np.ones((a, b), bool)
+            if spinful:  # the predicted spin quarters; labels repeat per quarter
+                keep = np.kron(spin_quarters_used(spin), keep)
+                li, lj = np.tile(li, 2), np.tile(lj, 2)
+            n = int(keep.sum())
+            cols["eh"].append(np.abs(pred_h - ref_h)[keep])
             cols["es"].append(np.abs(s[e, :a, :b] - ref_s).ravel())
-            lo, hi = np.minimum.outer(li, lj), np.maximum.outer(li, lj)
+            lo, hi = np.minimum.outer(li, lj)[keep], np.maximum.outer(li, lj)[keep]
             cols["sp"].append(np.char.add(np.char.add(np.asarray(list(SHELL_LETTERS))[lo], "-"),
-                                          np.asarray(list(SHELL_LETTERS))[hi]).ravel())
-            cols["ep"].append(np.full(a * b, "-".join(sorted((ei, ej))), dtype=object))
-            cols["d"].append(np.full(a * b, lengths[e]))
-            cols["p"].append(h[e, :a, :b].ravel())
-            cols["r"].append(ref_h.ravel())
+                                          np.asarray(list(SHELL_LETTERS))[hi]))
+            cols["ep"].append(np.full(n, "-".join(sorted((ei, ej))), dtype=object))
+            cols["d"].append(np.full(n, lengths[e]))
+            cols["p"].append(pred_h[keep])
+            cols["r"].append(ref_h[keep])
     cat = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
     return Breakdown(cat["eh"], cat["es"], cat["ep"].astype(str), cat["sp"].astype(str), cat["d"], cat["p"], cat["r"])

@@ -52,6 +52,13 @@ def check_model_fits_basis(model_config, layout, basis: OrbitalBasis) -> None:
     if missing:
         raise DeephError(f"model.edge_channels = {list(model_config.edge_channels)} has no channels for L = "
                          f"{missing}, needed by the blocks of the dataset basis ({shells})")
+    if model_config.spin == "soc":
+        from deeph_jax.model.network import check_output_reachable
+
+        try:
+            check_output_reachable(model_config, layout)
+        except ValueError as exc:
+            raise DeephError(f"model.spin = soc with the dataset basis ({shells}): {exc}") from None
 
 
 def check_bundle_folder(path) -> None:
@@ -103,6 +110,7 @@ class Trainer:
         if resume:
             self._check_saved_basis()
         self.model_config = ModelConfig.from_dict(config["model"])
+        D.check_spin_data(self.train_dirs + self.val_dirs, self.model_config.spin)
         self.layout = build_layout(self.basis)
         check_model_fits_basis(self.model_config, self.layout, self.basis)
         if self.tc.init_from and not resume:
@@ -191,7 +199,8 @@ class Trainer:
 
     def sample_cache(self, dirs) -> D.SampleCache:
         """Structures loaded as this model sees them (pair graph, long-range potentials, DFT targets)."""
-        return D.SampleCache(dirs, self.basis, self.cutoff, self.model_config.long_range_alpha)
+        return D.SampleCache(dirs, self.basis, self.cutoff, self.model_config.long_range_alpha,
+                             self.model_config.spin)
 
     def log(self, text: str) -> None:
         if self.is_main:
@@ -212,7 +221,7 @@ class Trainer:
             return None
         local = jax.tree_util.tree_map(lambda x: np.asarray(x), params)
         preds = predict_samples(self.predict, local, samples, self.elements, self.dtype)
-        bd = breakdown(samples, preds, self.basis)
+        bd = breakdown(samples, preds, self.basis, self.model_config.spin)
         tc = self.tc
         return bd.loss(tc.onsite_weight, tc.offsite_weight, tc.overlap_weight), bd
 
@@ -283,7 +292,7 @@ class Trainer:
         stats_samples = [self.train_cache[i] for i in range(min(len(self.train_cache), 200))]
         if self.is_main:
             print(D.dropped_summary(stats_samples, self.cutoff))
-        return normalized_params(params, stats_samples, self.layout, self.elements)
+        return normalized_params(params, stats_samples, self.layout, self.elements, self.model_config.spin)
 
     def announce(self, state) -> int:
         """Print and log the model and data summary; returns the parameter count."""
@@ -418,7 +427,10 @@ class Trainer:
         table = bd.table_text()
         write_text_atomic(self.run_dir / "breakdown.txt", table + "\n")
         print("validation error breakdown (shipped EMA parameters):\n" + table)
-        plots.parity(bd.predicted, bd.reference, self.run_dir / "plots" / "parity_val.png",
+        predicted, reference = bd.predicted, bd.reference
+        if np.iscomplexobj(predicted):  # spinful H: real and imaginary parts as points of one plot
+            predicted, reference = (np.concatenate([x.real, x.imag]) for x in (predicted, reference))
+        plots.parity(predicted, reference, self.run_dir / "plots" / "parity_val.png",
                      f"validation: MAE {1e3 * bd.mae_h_eV:.3f} meV over {bd.abs_err_h.size} H entries")
         plots.breakdown_plot(bd.table(), self.run_dir / "plots" / "breakdown.png")
         return {"val_mae_meV": 1e3 * bd.mae_h_eV, "val_mae_uHa": EV_TO_MICROHARTREE * bd.mae_h_eV,

@@ -4,6 +4,11 @@ H entries span hundreds of eV (core on-site levels) down to meV (far hoppings). 
 emits irreps per (pair kind, irrep channel) as ``x * scale + shift`` (shift on scalars only,
 which keeps it equivariant). Setting shift to the mean target scalar and scale to the spread of
 each irrep channel, per pair kind, lets the network learn O(1) residuals from step one.
+
+Spinful models (:mod:`deeph_jax.model.spin_blocks`): with spin-orbit coupling the H head is set from
+the H0 part of the targets and the spin-orbit head from their Ha parts (its own scale per channel, and
+the on-site 0e means, e.g. lambda of lambda L.S, as shifts); collinear: the H head from H-up and H-down
+together (one network makes both).
 """
 
 from __future__ import annotations
@@ -14,12 +19,35 @@ import numpy as np
 from deeph_jax.model.irreps_blocks import BlockLayout, blocks_to_irreps, pair_kind
 
 
-def target_statistics(samples, layout: BlockLayout, elements, which: str = "h", floor: float = 1e-4):
-    """Per pair kind: (shift (n_kinds, n_scalars), scale (n_kinds, num_irreps)) of the target irreps."""
-    irreps = layout.irreps
+def target_irreps(blocks, kind, layout: BlockLayout, which: str, spin: str = "none") -> list[np.ndarray]:
+    """The (n, dim) target irreps of selected edges' blocks for head ``which`` ("h", "s" or "soc"):
+    spinless, H0, Ha, or H-up and H-down apart (a list of one or two arrays)."""
+    from deeph_jax.model.spin_blocks import build_vector_layout, collinear_parts, soc_parts, vector_blocks_to_irreps
+
+    kind = jnp.asarray(kind)
+    if which == "s" or spin == "none":
+        parts = [blocks]
+    elif spin == "collinear":
+        parts = list(collinear_parts(blocks))
+    else:
+        h0, ha = soc_parts(blocks)
+        if which == "soc":
+            return [np.asarray(vector_blocks_to_irreps(jnp.asarray(ha), kind, build_vector_layout(layout)), np.float64)]
+        parts = [h0]
+    return [np.asarray(blocks_to_irreps(jnp.asarray(b), kind, layout), dtype=np.float64) for b in parts]
+
+
+def target_statistics(samples, layout: BlockLayout, elements, which: str = "h", floor: float = 1e-4,
+                      spin: str = "none"):
+    """Per pair kind: (shift (n_kinds, n_scalars), scale (n_kinds, num_irreps)) of the target irreps of head
+    ``which`` ("h", "s", or "soc": the spin-orbit parts of spinful targets; see :func:`target_irreps`)."""
+    from deeph_jax.model.spin_blocks import build_vector_layout
+
+    head = build_vector_layout(layout) if which == "soc" else layout
+    irreps = head.irreps
     S = len(elements)
     index = {e: n for n, e in enumerate(elements)}
-    channel_of_dim, scalar_dims = layout.channel_of_dim, layout.scalar_dims  # the head's own maps
+    channel_of_dim, scalar_dims = head.channel_of_dim, head.scalar_dims  # the head's own maps
     sums = np.zeros((layout.n_kinds, irreps.dim))
     sq = np.zeros((layout.n_kinds, irreps.dim))
     counts = np.zeros(layout.n_kinds)
@@ -31,11 +59,11 @@ def target_statistics(samples, layout: BlockLayout, elements, which: str = "h", 
         species = np.asarray([index[s] for s in g.symbols])
         is_self = (g.senders == g.receivers) & ~g.shifts.any(1)
         kind = np.asarray(pair_kind(species[g.senders[sel]], species[g.receivers[sel]], is_self[sel], S))
-        blocks = t.h_blocks if which == "h" else t.s_blocks
-        x = np.asarray(blocks_to_irreps(jnp.asarray(blocks[sel]), jnp.asarray(kind), layout), dtype=np.float64)
-        np.add.at(sums, kind, x)
-        np.add.at(sq, kind, x * x)
-        np.add.at(counts, kind, 1.0)
+        blocks = t.s_blocks if which == "s" else t.h_blocks
+        for x in target_irreps(blocks[sel], kind, layout, which, spin):
+            np.add.at(sums, kind, x)
+            np.add.at(sq, kind, x * x)
+            np.add.at(counts, kind, 1.0)
     n = np.maximum(counts, 1.0)[:, None]
     mean = sums / n
     mean_full = np.zeros_like(mean)
@@ -52,14 +80,16 @@ def target_statistics(samples, layout: BlockLayout, elements, which: str = "h", 
     return mean[:, scalar_dims], scale
 
 
-def normalized_params(params, samples, layout: BlockLayout, elements):
-    """Copy of ``params`` with both heads' shift and scale set from ``samples``."""
+def normalized_params(params, samples, layout: BlockLayout, elements, spin: str = "none"):
+    """Copy of ``params`` with the heads' shift and scale set from ``samples`` (H, S, and the spin-orbit
+    head of a ``spin == "soc"`` model)."""
     import jax
 
     out = jax.tree_util.tree_map(lambda x: x, params)
     inner = dict(out["params"])
-    for head, which in (("head_h", "h"), ("head_s", "s")):
-        shift, scale = target_statistics(samples, layout, elements, which)
+    heads = (("head_h", "h"), ("head_s", "s")) + ((("head_soc", "soc"),) if spin == "soc" else ())
+    for head, which in heads:
+        shift, scale = target_statistics(samples, layout, elements, which, spin=spin)
         h = dict(inner[head])
         h["shift"] = jnp.asarray(shift, h["shift"].dtype)
         h["scale"] = jnp.asarray(scale, h["scale"].dtype)

@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from deeph_jax.model.irreps_blocks import BlockLayout, entry_mask
+from deeph_jax.model.spin_blocks import spin_entry_mask
 from deeph_jax.train.config import TrainConfig
 
 
@@ -57,25 +58,32 @@ def onsite_edges(batch):
 def block_errors(model, layout: BlockLayout, params, batch):
     """Sums over one (unstacked) batch: squared and absolute errors of H (eV) and S on real entries.
 
-    Returns dict of scalars: sse_h, sse_s, sae_h, sae_s, count (all blocks), and the H sums and
-    entry counts of on-site and off-site blocks apart: sse_h_onsite, sae_h_onsite, count_onsite,
-    sse_h_offsite, sae_h_offsite, count_offsite.
+    Spinful H (``model.config.spin`` soc or collinear; (E, 2W, 2W) complex): an entry's squared error is
+    |dH|^2 = dRe^2 + dIm^2 and its absolute error |dH|, over the spin quarters the model predicts
+    (collinear: uu and dd only); ``count_h`` counts those complex entries.
+
+    Returns dict of scalars: sse_h, sse_s, sae_h, sae_s, count (S entries = real orbital entries),
+    count_h (H entries), and the H sums and entry counts of on-site and off-site blocks apart:
+    sse_h_onsite, sae_h_onsite, count_onsite, sse_h_offsite, sae_h_offsite, count_offsite.
     """
     h, s = model.apply(params, batch)
     species = batch.species
     mask = entry_mask(layout, species[batch.senders], species[batch.receivers])
     mask = mask & batch.block_mask[:, None, None] & batch.edge_mask[:, None, None]
-    m = mask.astype(h.dtype)
-    on = onsite_edges(batch)[:, None, None].astype(h.dtype)
-    dh, ds = (h - batch.h_blocks) * m, (s - batch.s_blocks) * m
-    sq_h, abs_h = dh * dh, jnp.abs(dh)
+    m = mask.astype(s.dtype)
+    spin = model.config.spin
+    mh = m if spin == "none" else spin_entry_mask(mask, spin).astype(s.dtype)
+    on = onsite_edges(batch)[:, None, None].astype(s.dtype)
+    dh, ds = (h - batch.h_blocks) * mh, (s - batch.s_blocks) * m
+    sq_h = dh * dh if spin == "none" else dh.real * dh.real + dh.imag * dh.imag
+    abs_h = jnp.abs(dh)
     return {
         "sse_h": jnp.sum(sq_h), "sse_s": jnp.sum(ds * ds),
         "sae_h": jnp.sum(abs_h), "sae_s": jnp.sum(jnp.abs(ds)),
-        "count": jnp.sum(m),
-        "sse_h_onsite": jnp.sum(sq_h * on), "sae_h_onsite": jnp.sum(abs_h * on), "count_onsite": jnp.sum(m * on),
+        "count": jnp.sum(m), "count_h": jnp.sum(mh),
+        "sse_h_onsite": jnp.sum(sq_h * on), "sae_h_onsite": jnp.sum(abs_h * on), "count_onsite": jnp.sum(mh * on),
         "sse_h_offsite": jnp.sum(sq_h * (1 - on)), "sae_h_offsite": jnp.sum(abs_h * (1 - on)),
-        "count_offsite": jnp.sum(m * (1 - on)),
+        "count_offsite": jnp.sum(mh * (1 - on)),
     }
 
 
@@ -94,7 +102,8 @@ def weighted_loss(e: dict, tc: TrainConfig):
 
         onsite_weight * MSE(on-site H) + offsite_weight * MSE(off-site H) + overlap_weight * MSE(S),
 
-    in eV^2 for H; S is left out (not differentiated) when its weight is 0.
+    in eV^2 for H (spinful: the mean of |dH|^2 = dRe^2 + dIm^2 per complex entry); S is left out (not
+    differentiated) when its weight is 0.
     """
     loss = tc.onsite_weight * _mean(e["sse_h_onsite"], e["count_onsite"])
     loss = loss + tc.offsite_weight * _mean(e["sse_h_offsite"], e["count_offsite"])
@@ -103,10 +112,12 @@ def weighted_loss(e: dict, tc: TrainConfig):
     return loss
 
 
-def make_train_step(model, layout: BlockLayout, tx: optax.GradientTransformation, tc: TrainConfig | dict, mesh=None):
+def make_train_step(model, layout: BlockLayout, tx: optax.GradientTransformation, tc: TrainConfig | dict, mesh=None,
+                    compiler_options: dict | None = None):
     """``train_step(state, stacked_batch) -> (state, metrics)``, jitted (sharded when ``mesh``).
 
     Metrics: loss, mae_h (eV, all blocks), mae_h_onsite, mae_h_offsite, mae_s, grad_norm.
+    ``compiler_options``: XLA options of the jit (e.g. ``network.FAST_COMPILE`` for short test runs).
     """
     tc = TrainConfig.coerce(tc)
     decay = tc.ema_decay
@@ -125,20 +136,20 @@ def make_train_step(model, layout: BlockLayout, tx: optax.GradientTransformation
             ema = jax.tree_util.tree_map(lambda a, p: d * a + (1 - d) * p, state.ema, params)
         else:
             ema = params
-        metrics = {"loss": loss, "mae_h": _mean(e["sae_h"], e["count"]), "mae_s": _mean(e["sae_s"], e["count"]),
+        metrics = {"loss": loss, "mae_h": _mean(e["sae_h"], e["count_h"]), "mae_s": _mean(e["sae_s"], e["count"]),
                    "mae_h_onsite": _mean(e["sae_h_onsite"], e["count_onsite"]),
                    "mae_h_offsite": _mean(e["sae_h_offsite"], e["count_offsite"]),
                    "grad_norm": optax.global_norm(grads)}
         return TrainState(params, opt_state, ema, state.step + 1), metrics
 
     if mesh is None:
-        return jax.jit(train_step, donate_argnums=(0,))
+        return jax.jit(train_step, donate_argnums=(0,), compiler_options=compiler_options)
     from jax.sharding import NamedSharding, PartitionSpec
 
     replicated = NamedSharding(mesh, PartitionSpec())
     data = NamedSharding(mesh, PartitionSpec("data"))
     return jax.jit(train_step, in_shardings=(replicated, data), out_shardings=(replicated, replicated),
-                   donate_argnums=(0,))
+                   donate_argnums=(0,), compiler_options=compiler_options)
 
 
 def make_predict(model):
