@@ -44,6 +44,8 @@ def main() -> None:
         if args.install:
             python, install_s = fresh_install(Path(tmp) / "venv")
             print(f"install: {install_s:.0f} s", flush=True)
+            if args.json:  # kept even if the demo fails or is stopped
+                write_result(args.json, {"install_s": install_s, "demo": "not finished"})
         env = dict(os.environ)
         if not args.warm:
             env["JAX_COMPILATION_CACHE_DIR"] = str(Path(tmp) / "xla-cache")
