@@ -1,9 +1,11 @@
 """Magnetic configurations: a signed moment per atom, the input of collinear-spin models.
 
-A structure folder gives them as ``magnetic_moments`` in info.json (a list, one number per atom in
-POSCAR order, Bohr magnetons, sign = up / down); at prediction they come from the user (a list such
-as ``2,-2,0`` or a file of numbers). Absent means zero for every atom. Only the sign pattern and size
-matter to the model; it predicts H-up for m and H-down as the same network on -m.
+A structure folder gives them in info.json (a list, one number per atom in POSCAR order, Bohr
+magnetons, sign = up / down): ``magnetic_moments`` (the configuration asked for, as predict.py
+records it) or else ``magnetic_moments_muB`` (the DFT generators' Mulliken spin populations
+n_up - n_down, datasets/README.md); at prediction they come from the user (a list such as ``2,-2,0``
+or a file of numbers). Absent means zero for every atom. The model predicts H-up for m and H-down as
+the same network on -m, so flipping every moment swaps the channels.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from deeph_jax.errors import DeephError
 from deeph_jax.graph.pairs import PairGraph
 
 INFO_KEY = "magnetic_moments"
+INFO_KEYS = (INFO_KEY, "magnetic_moments_muB")  # read in this order
 
 
 def check_moments(moments, n_atoms: int, source=None) -> np.ndarray:
@@ -33,10 +36,11 @@ def check_moments(moments, n_atoms: int, source=None) -> np.ndarray:
 
 
 def moments_from_info(info: dict, n_atoms: int, source=None) -> np.ndarray:
-    """The structure's moments from its info.json dict (zero for every atom when the key is absent)."""
-    if info.get(INFO_KEY) is None:
-        return np.zeros(n_atoms)
-    return check_moments(info[INFO_KEY], n_atoms, source)
+    """The structure's moments from its info.json dict (``INFO_KEYS``; zero for every atom when absent)."""
+    for key in INFO_KEYS:
+        if info.get(key) is not None:
+            return check_moments(info[key], n_atoms, source)
+    return np.zeros(n_atoms)
 
 
 def parse_moments(text: str, n_atoms: int) -> np.ndarray:

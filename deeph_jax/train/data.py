@@ -114,7 +114,7 @@ def check_collinear_targets(h: np.ndarray, moments: np.ndarray, path) -> None:
     split = float(np.abs(uu - dd).max(initial=0.0))
     if not np.any(moments) and split > COLLINEAR_TOLERANCE_EV:
         raise DeephError(f"H-up and H-down differ by up to {split:.3g} eV but info.json gives no magnetic_moments "
-                         f"(all zero): the model could not tell the two channels apart", path)
+                         f"(nor magnetic_moments_muB; all zero): the model could not tell the two channels apart", path)
 
 
 def load_sample(path: Path, basis: OrbitalBasis, cutoff: float, width: int,
