@@ -43,7 +43,6 @@ import numpy as np
 from jax import lax
 
 from deeph_jax.graph.targets import spin_rows
-from deeph_jax.model.config import SPIN_MODES  # noqa: F401  (re-exported)
 from deeph_jax.model.irreps_blocks import BlockLayout
 CARTESIAN_FROM_MODEL = np.array([2, 0, 1])  # model-frame l = 1 index of Cartesian x, y, z
 

@@ -18,14 +18,14 @@ import pytest
 
 from deeph_jax.graph import attach_moments, batch_graphs, build_graph, padded_sizes
 from deeph_jax.io import BlockSparse, read_deeph_dir
-from deeph_jax.model import HamiltonianNet, irreps_D, model_elements, random_rotation, tiny, wigner_D
+from deeph_jax.model import HamiltonianNet, model_elements, random_rotation, tiny, wigner_D
+from deeph_jax.model.irreps_blocks import build_layout
 from deeph_jax.model.network import FAST_COMPILE
-from deeph_jax.model.spin_blocks import (build_vector_layout, collinear_parts, irreps_to_vector_blocks,
-                                         soc_blocks, soc_parts, spin_entry_mask, vector_block_to_irreps,
-                                         vector_blocks_to_irreps, vector_cg_matrix, vector_pair_irreps)
+from deeph_jax.model.spin_blocks import (collinear_parts, irreps_to_vector_block, soc_blocks, soc_parts,
+                                         spin_entry_mask, vector_block_to_irreps, vector_cg_matrix,
+                                         vector_pair_irreps)
 from deeph_jax.model.testing import equivariance_error, predict, random_params
-from deeph_jax.model.wigner import PAULI, su2_matrix
-from deeph_jax.model.irreps_blocks import build_layout, pair_kind
+from deeph_jax.model.wigner import PAULI
 from deeph_jax.predict.infer import blocks_to_sparse
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,7 +56,6 @@ def test_vector_cg_orthogonal_and_inverse(l1, l2):
     np.testing.assert_allclose(M.T @ M, np.eye(M.shape[1]), atol=1e-13)
     x = np.random.default_rng(0).normal(size=C.shape[-1])
     with jax.enable_x64(True):
-        from deeph_jax.model.spin_blocks import irreps_to_vector_block
         back = vector_block_to_irreps(irreps_to_vector_block(jnp.asarray(x), l1, l2), l1, l2)
     np.testing.assert_allclose(np.asarray(back), x, atol=1e-13)
 
@@ -66,8 +65,6 @@ def test_vector_blocks_rotate_with_Q_on_the_spin_index():
     the Cartesian index (x, y, z), for a rotation, inversion and an improper rotation (no sign under
     inversion: a pseudovector)."""
     from scipy.linalg import block_diag
-
-    from deeph_jax.model.spin_blocks import irreps_to_vector_block
 
     rng = np.random.default_rng(1)
     for Q in (random_rotation(np.random.default_rng(2)), -np.eye(3), -random_rotation(np.random.default_rng(3))):
