@@ -135,11 +135,13 @@ def build_cell(structure: Structure, settings: CrystalSettings, path=None):
     return cell
 
 
-def make_kmf(cell, kpts, settings: CrystalSettings):
+def make_kmf(cell, kpts, settings: CrystalSettings, spin_polarized: bool = False):
+    """The k-point Kohn-Sham object with the settings' functional, grids, smearing and tolerances: restricted
+    (KRKS), or unrestricted (KUKS) with ``spin_polarized``; any settings object with those fields."""
     from pyscf.pbc import dft as pdft
     from pyscf.pbc.scf import addons
 
-    mf = pdft.KRKS(cell, kpts, xc=settings.xc)
+    mf = (pdft.KUKS if spin_polarized else pdft.KRKS)(cell, kpts, xc=settings.xc)
     if settings.multigrid:
         mf = mf.multigrid_numint()
     if settings.smearing_eV:

@@ -34,7 +34,7 @@ import numpy as np
 from deeph_jax.dft.crystals import (
     CrystalSettings,
     build_cell,
-    fast_hcore,
+    make_kmf,
     run_kscf,
 )
 from deeph_jax.dft.molecules import rng_for
@@ -114,22 +114,7 @@ class RibbonSettings(CrystalSettings):
 
 
 def make_kuks(cell, kpts, settings: RibbonSettings):
-    import types
-
-    from pyscf.pbc import dft as pdft
-    from pyscf.pbc.scf import addons
-
-    mf = pdft.KUKS(cell, kpts, xc=settings.xc)
-    if settings.multigrid:
-        mf = mf.multigrid_numint()
-    if settings.smearing_eV:
-        mf = addons.smearing_(mf, sigma=settings.smearing_eV / HARTREE_TO_EV, method="fermi")
-    mf.conv_tol = settings.conv_tol
-    mf.max_cycle = settings.max_cycle
-    mf.verbose = 0
-    if settings.multigrid:
-        mf.get_hcore = types.MethodType(fast_hcore, mf)
-    return mf
+    return make_kmf(cell, kpts, settings, spin_polarized=True)
 
 
 def initial_guess(mf, cell, edges: dict[int, float], amount: float) -> np.ndarray:
