@@ -9,7 +9,10 @@ Ours: read the folder, sparse H(Gamma), S(Gamma), shift-invert Lanczos (one spar
 --solver: MKL PARDISO LDL^T when installed, else SuperLU; see deeph_jax.physics.sparse_solve) for the 20
 nearest to E_F; the factorization and the Lanczos iterations are timed apart. DeepH-dock (its own venv, ~10^3 atoms only: it builds dense per-R matrices): HamiltonianObj
 loading, then its ``diag`` with sparse_calc (scipy eigsh shift-invert on the dense H(k), S(k)) and
-dense (scipy eigh, all bands). Each solver runs in its own process; peak RSS from getrusage.
+dense (scipy eigh, all bands). Each solver runs in its own process; peak RSS from getrusage, load average
+at the end of each. DeepH-dock's peak memory is estimated first (:func:`deepx_peak_GB`): a cell whose estimate
+exceeds --deepx-max-GB is skipped, the others run with their address space capped there (a MemoryError is
+recorded as the row's error); its eigenvalues are also compared with ours.
 
 --path: a 40-point band path (Gamma-M-K-Gamma of the supercell) of the --path-size cell with bands_at
 (ordering reused across k; --warm-start: Lanczos starts from the previous k's eigenvectors),
@@ -38,22 +41,43 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 SMALL = REPO / "datasets" / "hbn-szv" / "train-2x2" / "00000"
 N_BANDS = 20
+DEEPX_BASE_GB = 0.1  # DeepH-dock's interpreter with numpy, scipy, h5py and deepx_dock imported (measured 0.07)
 
 DEEPX_WORKER = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
+folder, sigma, nb, dense, cap = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5])
+if cap:  # address space, so a MemoryError comes before the machine's OOM killer
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 import numpy as np
 from deepx_dock.compute.eigen.hamiltonian import HamiltonianObj
-folder, sigma, nb, dense = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
-t0 = time.perf_counter(); obj = HamiltonianObj(folder); t1 = time.perf_counter()
-k = np.zeros((1, 3))
-if dense:
-    e = obj.diag(k, bands_only=True)[:, 0]
-else:
-    e = obj.diag(k, sparse_calc=True, bands_only=True, k=nb, sigma=sigma, which="LM", tol=0.0)[:, 0]
+def usage():
+    return {"rss_GB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "load_avg": os.getloadavg()[0]}
+stage, t0 = "load", time.perf_counter()
+try:
+    obj = HamiltonianObj(folder); t1 = time.perf_counter(); stage = "solve"
+    k = np.zeros((1, 3))
+    if dense:
+        e = obj.diag(k, bands_only=True)[:, 0]
+    else:
+        e = obj.diag(k, sparse_calc=True, bands_only=True, k=nb, sigma=sigma, which="LM", tol=0.0)[:, 0]
+except MemoryError as err:
+    print(json.dumps({"error": f"MemoryError in {stage} after {time.perf_counter() - t0:.1f} s under the "
+                      f"{cap / 2**30:.1f} GB address-space cap: {err}", **usage()}))
+    sys.exit(0)
 t2 = time.perf_counter()
-print(json.dumps({"load_s": t1 - t0, "solve_s": t2 - t1, "rss_GB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-                  "eig": np.sort(e).tolist()}))
+print(json.dumps({"load_s": t1 - t0, "solve_s": t2 - t1, **usage(), "eig": np.sort(e).tolist()}))
 """
+
+
+def deepx_peak_GB(n_orb: int, n_R: int) -> float:
+    """DeepH-dock's estimated peak memory (GB = 2^30 bytes) for one k, read from its HamiltonianObj and diag.
+
+    H(R) and S(R) are dense real (n_R, n_orb, n_orb) arrays: n_R units of 8 n_orb^2 bytes each (loading holds
+    a dict of the matrices and their stacked copy, 3 n_R units at most). H(k) = sum_R e^{2 pi i k.R} H(R) is one
+    matmul of a complex phase row with the real stack, which casts the whole stack to complex first (2 n_R
+    units) while H(R), S(R) and S(k) (2 units) are held: 4 n_R + 4 units, the peak. The shift-invert LU of
+    H(k) - sigma S(k) or the dense eigh afterwards needs ~4 more units with only 2 n_R + 4 held."""
+    return (4 * n_R + 4) * 8 * n_orb**2 / 2**30 + DEEPX_BASE_GB
 
 
 def tile(data, n: int):
@@ -171,7 +195,10 @@ def main() -> None:
     ap.add_argument("--path-points", type=int, default=40)
     ap.add_argument("--warm-start", action="store_true", help="path: start each k from the previous k's eigenvectors")
     ap.add_argument("--deepx", default="/tmp/venv-deepx-dock/bin/python", help="DeepH-dock venv python")
-    ap.add_argument("--deepx-max-atoms", type=int, default=2000)
+    ap.add_argument("--deepx-max-atoms", type=int, default=2000, help="DeepH-dock only for cells up to this size")
+    ap.add_argument("--deepx-max-GB", type=float, default=12.0,
+                    help="DeepH-dock: skip a cell whose estimated peak memory exceeds this; cap the others' address "
+                         "space at it (0: no cap, no skipping)")
     ap.add_argument("--deepx-dense", action="store_true", help="also time DeepH-dock's dense eigh (all bands)")
     ap.add_argument("--work", default="/tmp/bench-bands")
     ap.add_argument("--results", default=str(REPO / "bench" / "results"), help="folder for the raw JSON")
@@ -191,32 +218,35 @@ def main() -> None:
     record = {"command": "python " + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
               "date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu_count": os.cpu_count(),
               "threads": {v: os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")},
-              "sigma_eV": sigma, "n_bands": N_BANDS}
+              "sigma_eV": sigma, "n_bands": N_BANDS, "load_avg_start": os.getloadavg()}
     if args.path:
         record["path"] = bench_path(args, small, sigma)
         name = f"bands-path-{args.solver}-{args.path_size}" + ("-warm" if args.warm_start else "")
     else:
         record["gamma"] = bench_gamma(args, small, sigma)
         name = f"bands-gamma-{args.solver}-" + "-".join(map(str, args.sizes))
+    record["load_avg_end"] = os.getloadavg()
     out = Path(args.results) / f"{name}-{datetime.date.today().isoformat()}.json"
     out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"raw results: {out}")
 
 
 def cell_folder(args, small, n: int):
-    """The n x n tiled cell written once to the work folder (the workers read it like any DeepH folder)."""
+    """The n x n tiled cell written once to the work folder (the workers read it like any DeepH folder):
+    folder, atoms, orbitals and the number of lattice vectors R its H(R) has."""
     from deeph_jax.io import write_deeph_dir
 
     folder = Path(args.work) / f"hbn-{n}x{n}"
     big = tile(small, n)
     if not (folder / "hamiltonian.h5").is_file():
         write_deeph_dir(folder, big)
-    return folder, big.structure.n_atoms, int(big.atom_offsets[-1])
+    n_R = len(np.unique(big.hamiltonian.atom_pairs[:, :3], axis=0))
+    return folder, big.structure.n_atoms, int(big.atom_offsets[-1]), n_R
 
 
 def bench_path(args, small, sigma: float) -> dict:
     n = args.path_size
-    folder, n_atoms, n_orb = cell_folder(args, small, n)
+    folder, n_atoms, n_orb, _ = cell_folder(args, small, n)
     ks = path_kpoints(args.path_points)
     cmd = [sys.executable, __file__, "--path-worker", str(folder), str(sigma), "--solver", args.solver,
            "--path-points", str(args.path_points)] + (["--warm-start"] if args.warm_start else [])
@@ -235,46 +265,67 @@ def bench_path(args, small, sigma: float) -> dict:
 def bench_gamma(args, small, sigma: float) -> list:
     rows = []
     for n in args.sizes:
-        folder, n_atoms, n_orb = cell_folder(args, small, n)
+        folder, n_atoms, n_orb, n_R = cell_folder(args, small, n)
         ref = expected(small, n, sigma)
         r = run([sys.executable, __file__, "--worker", str(folder), str(sigma), "--solver", args.solver])
         diff = float(np.abs(np.asarray(r["eig"]) - ref).max()) if "eig" in r else float("nan")
+        start = len(rows)
         rows.append((f"deeph-jax shift-invert, {r.get('backend', args.solver)}", n_atoms, n_orb, r, diff))
         if n_atoms <= args.deepx_max_atoms and Path(args.deepx).exists():
             for dense in ([False, True] if args.deepx_dense else [False]):
-                d = run([args.deepx, "-c", DEEPX_WORKER, str(folder), str(sigma), str(N_BANDS), "1" if dense else "0"])
-                if "eig" in d:
-                    e = np.asarray(d["eig"])
-                    e = np.sort(e[np.argsort(np.abs(e - sigma))[:N_BANDS]])
-                    dd = float(np.abs(e - ref).max())
-                else:
-                    dd = float("nan")
-                rows.append((f"DeepH-dock {'dense eigh' if dense else 'eigsh (dense H(k))'}", n_atoms, n_orb, d, dd))
-        for row in rows[-3:]:
+                rows.append(bench_deepx(args, folder, n_atoms, n_orb, n_R, sigma, dense, ref, r.get("eig")))
+        for row in rows[start:]:
             print_row(row)
     print("\n| solver | atoms | orbitals | load (s) | factor (s) | Lanczos (s) | solves | total (s) | peak RSS (GB) "
-          "| max |e - exact| (eV) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| max |e - exact| (eV) | max |e - ours| (eV) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         print_row(row, table=True)
-    return [{"solver": name, "atoms": a, "orbitals": o, "max_abs_error_eV": d, **{k: v for k, v in r.items() if k != "eig"}}
-            for name, a, o, r, d in rows]
+    return [{"solver": name, "atoms": a, "orbitals": o, "max_abs_error_eV": d, **r} for name, a, o, r, d in rows]
+
+
+def bench_deepx(args, folder, n_atoms: int, n_orb: int, n_R: int, sigma: float, dense: bool, ref, ours) -> tuple:
+    """One DeepH-dock row: skipped when its estimated peak memory exceeds --deepx-max-GB, else run under that
+    address-space cap; its N_BANDS eigenvalues nearest sigma against the exact ones and ours."""
+    name = f"DeepH-dock {'dense eigh' if dense else 'eigsh (dense H(k))'}"
+    estimate = deepx_peak_GB(n_orb, n_R)
+    if args.deepx_max_GB and estimate > args.deepx_max_GB:
+        d = {"error": f"skipped: estimated peak {estimate:.1f} GB ({n_R} R's of {n_orb}^2 dense) > "
+                      f"--deepx-max-GB {args.deepx_max_GB:g}"}
+    else:
+        cap = int(args.deepx_max_GB * 2**30)
+        d = run([args.deepx, "-c", DEEPX_WORKER, str(folder), str(sigma), str(N_BANDS), "1" if dense else "0",
+                 str(cap)])
+    d.update(estimate_GB=estimate, n_R=n_R, cap_GB=args.deepx_max_GB)
+    diff = float("nan")
+    if "eig" in d:
+        e = np.asarray(d["eig"])
+        e = np.sort(e[np.argsort(np.abs(e - sigma))[:N_BANDS]])
+        d["eig"] = e.tolist()
+        diff = float(np.abs(e - ref).max())
+        if ours is not None:
+            d["max_abs_diff_vs_ours_eV"] = float(np.abs(e - np.asarray(ours)).max())
+    return name, n_atoms, n_orb, d, diff
 
 
 def print_row(row, table=False):
     name, n_atoms, n_orb, r, diff = row
     if "error" in r:
-        print(f"| {name} | {n_atoms} | {n_orb} | failed: {r['error']} |||||" if table else f"{name}: {r['error']}")
+        why = r["error"] if r["error"].startswith("skipped") else f"failed: {r['error']}"
+        print(f"| {name} | {n_atoms} | {n_orb} | {why} ||||||||" if table else f"{name}: {r['error']}")
         return
     tot = r["load_s"] + r["solve_s"]
+    vs_ours = f"{r['max_abs_diff_vs_ours_eV']:.2e}" if "max_abs_diff_vs_ours_eV" in r else ""
     factor, eigen = r.get("factor_s"), r.get("eigen_s")
     split = f"{factor:.2f} | {eigen:.2f} | {r['solves']}" if factor is not None else f"| {r['solve_s']:.2f} |"
     if table:
-        print(f"| {name} | {n_atoms} | {n_orb} | {r['load_s']:.2f} | {split} | {tot:.2f} | {r['rss_GB']:.2f} | {diff:.2e} |")
+        print(f"| {name} | {n_atoms} | {n_orb} | {r['load_s']:.2f} | {split} | {tot:.2f} | {r['rss_GB']:.2f} "
+              f"| {diff:.2e} | {vs_ours} |")
     else:
         print(f"{name}: {n_atoms} atoms, load {r['load_s']:.2f} s, solve {r['solve_s']:.2f} s"
               + (f" (factor {factor:.2f} s, Lanczos {eigen:.2f} s, {r['solves']} solves)" if factor is not None else "")
-              + f", RSS {r['rss_GB']:.2f} GB, max |e - exact| {diff:.2e} eV")
+              + f", RSS {r['rss_GB']:.2f} GB, max |e - exact| {diff:.2e} eV"
+              + (f", max |e - ours| {vs_ours} eV" if vs_ours else ""))
 
 
 if __name__ == "__main__":
