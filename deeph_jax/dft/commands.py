@@ -23,6 +23,16 @@ def _triple(text: str) -> tuple[int, int, int]:
     return tuple(parts)
 
 
+def _interlayer(text: str) -> tuple[float, float]:
+    from deeph_jax.dft.bilayers import interlayer_range
+
+    try:
+        return interlayer_range(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a distance like 3.35 or a range like 3.2,3.7 (Angstrom), "
+                                         f"got {text!r}") from None
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="dataset folder; one sub-folder per structure (00000, 00001, ...) "
                    "plus metadata.json. An existing folder is completed (resume), never overwritten.")
@@ -95,19 +105,30 @@ def register(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     src = c.add_mutually_exclusive_group()
-    src.add_argument("--name", default=None, choices=["hbn", "graphene", "diamond", "zgnr"],
+    src.add_argument("--name", default=None,
+                     choices=["hbn", "graphene", "diamond", "zgnr", "bilayer-graphene", "twisted-bilayer"],
                      help="named crystal (default: hbn); hbn and graphene are 2D sheets in a cell of height --vacuum; "
                           "zgnr: H-terminated zigzag graphene nanoribbon of --width chains (2 W C + 2 H per cell), "
-                          "collinear KUKS with magnetic edges (--magnetic), H-up and H-down as spinful blocks")
+                          "collinear KUKS with magnetic edges (--magnetic), H-up and H-down as spinful blocks; "
+                          "bilayer-graphene: --supercell of the 4-atom bilayer, top layer shifted in-plane uniformly "
+                          "over the primitive cell (AA, AB, SP and between), interlayer distance uniform in "
+                          "--interlayer; twisted-bilayer: the (m, m+1) commensurate twisted cell of --twist-m "
+                          "(1: 21.79 degrees, 28 atoms; 2: 13.17 degrees, 76 atoms); both in a 15 A high cell")
     src.add_argument("--file", default=None, help="unit cell file (POSCAR, CIF, ...: anything ase reads)")
     c.add_argument("--width", type=int, default=None, help="zgnr: number of zigzag carbon chains across the ribbon")
     c.add_argument("--magnetic", default="afm", choices=["afm", "fm", "alternate"], help="zgnr: edge moments of the "
                    "initial guess, antiparallel (afm, the ground state) or parallel (fm); alternate: even index afm, "
                    "odd fm. The converged state is recorded in info.json (magnetic_state)")
-    c.add_argument("--supercell", type=_triple, default=(2, 2, 1), help="supercell repetitions, e.g. 2,2,1 (8 atoms "
-                   "of hBN) or 4,4,1 (32 atoms)")
+    c.add_argument("--supercell", type=_triple, default=None, help="supercell repetitions, e.g. 2,2,1 (8 atoms "
+                   "of hBN, 16 of bilayer-graphene) or 4,4,1 (32 atoms of hBN) (default 2,2,1; twisted-bilayer and "
+                   "zgnr: 1,1,1)")
+    c.add_argument("--twist-m", type=int, default=None, help="twisted-bilayer: the m of the (m, m+1) commensurate "
+                   "cell (4 (3 m^2 + 3 m + 1) atoms)")
+    c.add_argument("--interlayer", type=_interlayer, default=None, help="bilayers: interlayer distance in Angstrom, "
+                   "one value or a range LOW,HIGH drawn uniformly per structure (default 3.2,3.7 for "
+                   "bilayer-graphene, 3.35 for twisted-bilayer)")
     c.add_argument("--rattle", type=float, default=None, help="Gaussian displacement sigma in Angstrom per Cartesian "
-                   "coordinate (0: the ideal supercell; default 0.1, zgnr 0.05)")
+                   "coordinate (0: the ideal supercell; default 0.1, zgnr 0.05, twisted-bilayer 0)")
     c.add_argument("--rattle-max", type=float, default=None, help="draw each structure's sigma uniformly in "
                    "[--rattle, --rattle-max] Angstrom (varied rattle)")
     c.add_argument("--strain", type=float, default=0.0, help="random symmetric strain in the periodic plane(s), "
@@ -115,8 +136,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--pristine", type=int, default=0, help="the first N structures are not rattled (strain still "
                    "drawn); needs --rattle-max or --strain, except for zgnr")
     c.add_argument("--vacuum", type=float, default=None, help="cell height c in Angstrom for named 2D sheets (one value "
-                   "per dataset: the energy zero depends on it; default 12); zgnr: the cell height along z and the "
-                   "vacuum gap between ribbon images along y (default 10)")
+                   "per dataset: the energy zero depends on it; default 12, bilayers 15); zgnr: the cell height along z "
+                   "and the vacuum gap between ribbon images along y (default 10)")
     c.add_argument("--basis", default="gth-szv", help="Gaussian basis (PySCF name)")
     c.add_argument("--pseudo", default="gth-pbe", help="pseudopotential (PySCF name)")
     c.add_argument("--xc", default="PBE", help="exchange-correlation functional (LDA/GGA with multigrid)")
@@ -129,7 +150,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--dense-kmesh", type=_triple, default=None, help="override the dense mesh")
     c.add_argument("--cutoff", type=float, default=10.0, help="block cutoff radius in Angstrom (10 A: hBN gth-szv bands to ~1 meV; 8 A: up to 18 meV in the highest empty bands)")
     c.add_argument("--smearing", type=float, default=None, help="Fermi-Dirac smearing width in eV (default: 0.1 for "
-                   "graphene and zgnr, none otherwise)")
+                   "graphene, its bilayers and zgnr, none otherwise)")
     c.add_argument("--conv-tol", type=float, default=1e-9, help="SCF energy convergence threshold, Hartree per cell")
     c.add_argument("--no-multigrid", action="store_true", help="use PySCF's FFTDF instead of multigrid")
     c.add_argument("--max-cycle", type=int, default=100, help="SCF iterations before the damped retry")
@@ -172,6 +193,8 @@ def run_molecules(args) -> int:
 
 
 def run_crystal(args) -> int:
+    from deeph_jax.builders.twisted_bilayer import CELL_HEIGHT
+    from deeph_jax.dft.bilayers import BILAYERS, DEFAULT_INTERLAYER, TWISTED, BilayerSource
     from deeph_jax.dft.crystals import CrystalSettings, CrystalSource, generate_crystals
 
     if args.n is None:
@@ -181,9 +204,14 @@ def run_crystal(args) -> int:
         return run_ribbon(args)
     if args.width is not None:
         raise DeephError("--width is for --name zgnr")
-    args.rattle = 0.1 if args.rattle is None else args.rattle
-    args.vacuum = 12.0 if args.vacuum is None else args.vacuum
-    smearing = args.smearing if args.smearing is not None else (0.1 if name == "graphene" else None)
+    bilayer = name in BILAYERS
+    if not bilayer and (args.twist_m is not None or args.interlayer is not None):
+        raise DeephError("--twist-m and --interlayer are for --name bilayer-graphene / twisted-bilayer")
+    args.rattle = (0.0 if name == TWISTED else 0.1) if args.rattle is None else args.rattle
+    args.vacuum = (CELL_HEIGHT if bilayer else 12.0) if args.vacuum is None else args.vacuum
+    args.supercell = ((1, 1, 1) if name == TWISTED else (2, 2, 1)) if args.supercell is None else args.supercell
+    # Bilayers are graphene: a semimetal, smeared as the graphene data.
+    smearing = args.smearing if args.smearing is not None else (0.1 if name == "graphene" or bilayer else None)
     settings = CrystalSettings(
         basis=args.basis, pseudo=args.pseudo, xc=args.xc, kmesh=args.kmesh, kspacing_length=args.kspacing_length,
         bvk_min=args.bvk_min, dense_kmesh=args.dense_kmesh, cutoff=args.cutoff, smearing_eV=smearing,
@@ -195,9 +223,12 @@ def run_crystal(args) -> int:
         raise DeephError(f"--strain {args.strain}: need 0 <= strain < 0.2 (a fraction, 0.02 = 2 %)")
     if args.pristine < 0:
         raise DeephError(f"--pristine {args.pristine}: need a count >= 0")
-    source = CrystalSource(name=name, path=args.file, supercell=args.supercell, rattle=args.rattle,
-                           vacuum=args.vacuum, rattle_max=args.rattle_max, strain=args.strain,
-                           pristine=args.pristine)
+    common = dict(name=name, supercell=args.supercell, rattle=args.rattle, vacuum=args.vacuum,
+                  rattle_max=args.rattle_max, strain=args.strain, pristine=args.pristine)
+    if bilayer:
+        source = BilayerSource(**common, interlayer=args.interlayer or DEFAULT_INTERLAYER[name], twist_m=args.twist_m)
+    else:
+        source = CrystalSource(**common, path=args.file)
     summary = generate_crystals(args.out, n=args.n, seed=args.seed, source=source, settings=settings,
                                 workers=args.workers, threads_per_worker=_threads(args),
                                 progress=not args.no_progress, command=_command_line())
@@ -209,8 +240,10 @@ def run_ribbon(args) -> int:
 
     if args.width is None or args.width < 1:
         raise DeephError("--name zgnr needs --width N (zigzag chains, >= 1)")
-    if args.supercell != (1, 1, 1) and args.supercell != (2, 2, 1):
+    if args.supercell not in (None, (1, 1, 1)):
         raise DeephError("--supercell is not used by zgnr (the cell is one ribbon period)")
+    if args.twist_m is not None or args.interlayer is not None:
+        raise DeephError("--twist-m and --interlayer are for --name bilayer-graphene / twisted-bilayer")
     if args.rattle_max is not None or args.strain:
         raise DeephError("--rattle-max and --strain are not implemented for zgnr (use --rattle)")
     rattle = 0.05 if args.rattle is None else args.rattle

@@ -321,25 +321,45 @@ class CrystalSource:
             raise DeephError("the crystal generator needs a periodic cell (the file has no lattice)", self.path)
         return s
 
+    @property
+    def is_sheet(self) -> bool:
+        """Whether the cell is a named 2D sheet whose height ``vacuum`` is a dataset setting (recorded)."""
+        return self.path is None and NAMED[self.name or "hbn"]["kind"] == "sheet"
+
+    def ideal(self) -> Structure:
+        """The cell every structure of the set starts from, unrattled and unstrained (meshes come from it)."""
+        return supercell(self.base(), self.supercell)
+
+    def sampling_meta(self) -> dict:
+        """Extra entries of metadata.json's ``sampling`` (none here; subclasses describe their own draws)."""
+        return {}
+
+    def _start(self, rng: np.random.Generator) -> tuple[Structure, dict]:
+        """The structure before strain and rattle, and what was drawn for it (recorded in info.json).
+        Subclasses draw their own parameters here, first, from ``rng``; a plain crystal draws nothing."""
+        return self.ideal(), {}
+
     def geometry(self, seed: int, index: int) -> Structure:
-        sc = supercell(self.base(), self.supercell)
+        return validate_structure(self._build(seed, index)[0], self.path)
+
+    def sample(self, seed: int, index: int) -> dict:
+        """What was drawn for structure ``index``: sigma (A), the strain tensor, and any subclass draws
+        (recorded in its info.json)."""
+        return self._build(seed, index)[1]
+
+    def _build(self, seed: int, index: int) -> tuple[Structure, dict]:
+        """Structure ``index`` (not yet validated) and its record; everything from the RNG of (seed, index)."""
         rng = rng_for(seed, index)
+        sc, record = self._start(rng)
         if not self.varied:  # the first datasets' stream: displacements only
             if self.rattle > 0:
                 sc = Structure(sc.symbols, sc.positions + rng.normal(0.0, self.rattle, sc.positions.shape), sc.cell)
-            return validate_structure(sc, self.path)
+            return sc, {**record, "rattle_sigma_A": self.rattle}
         sigma, strain = self._draw(rng, index, sc)
         deform = np.eye(3) + strain
         displacement = rng.normal(0.0, 1.0, sc.positions.shape) * sigma
         sc = Structure(sc.symbols, sc.positions @ deform + displacement, sc.cell @ deform, periodic=True)
-        return validate_structure(sc, self.path)
-
-    def sample(self, seed: int, index: int) -> dict:
-        """The drawn sigma (A) and strain tensor of structure ``index`` (recorded in its info.json)."""
-        if not self.varied:
-            return {"rattle_sigma_A": self.rattle}
-        sigma, strain = self._draw(rng_for(seed, index), index, supercell(self.base(), self.supercell))
-        return {"rattle_sigma_A": sigma, "strain": strain.round(12).tolist()}
+        return sc, {**record, "rattle_sigma_A": sigma, "strain": strain.round(12).tolist()}
 
     def _draw(self, rng: np.random.Generator, index: int, ideal: Structure) -> tuple[float, np.ndarray]:
         """sigma (A) and strain of a varied structure: the first draws of its RNG, in this order."""
@@ -393,8 +413,7 @@ def _crystal_job(index: int, out: str, seed: int, source: CrystalSource, setting
     if source.varied and settings.kmesh is None:
         # One SCF k-point density for the whole set (the ideal supercell's): a 2 % compression must not
         # turn a 1x1 SCF mesh into 2x2. The dense mesh stays per structure, so the BvK cell covers 2 x cutoff.
-        ideal = supercell(source.base(), source.supercell)
-        settings = replace(settings, kmesh=settings.meshes(ideal)[0])
+        settings = replace(settings, kmesh=settings.meshes(source.ideal())[0])
     data, mf, extras = compute_crystal(structure, settings, source.path)
     data.info.update(source.sample(seed, index))
     data.info["sid"] = structure_id(index)
@@ -422,7 +441,7 @@ def generate_crystals(
     out = Path(out)
     base = source.base()
     check_basis_elements(base.symbols, settings.basis, source.path, pseudo=settings.pseudo)
-    ideal = supercell(base, source.supercell)
+    ideal = source.ideal()
     validate_structure(ideal, source.path)
     scf_mesh, dense_mesh, vac = settings.meshes(ideal)
     bvk = shortest_bvk_length(ideal.cell, dense_mesh, tuple(not v for v in vac))
@@ -446,7 +465,7 @@ def generate_crystals(
         "bvk_shortest_vector_A": bvk,
         "vacuum_directions": list(vac),
         "cell_height_c_A": float(np.linalg.norm(ideal.cell[2])),
-        "vacuum_A": source.vacuum if source.path is None and NAMED[source.name]["kind"] == "sheet" else None,
+        "vacuum_A": source.vacuum if source.is_sheet else None,
         "cutoff_A": settings.cutoff,
         "hamiltonian": "non-self-consistent Fock matrix h_core + V_eff[D_scf] on the dense Gamma-centred mesh, "
                        "inverse Bloch transform with Wigner-Seitz assignment; eV",
@@ -471,6 +490,7 @@ def generate_crystals(
                 "scf_kmesh": "the ideal supercell's for every structure; dense mesh per structure (info.json)",
             } if source.varied else {}),
             "rng": "numpy default_rng([seed, index]) per structure",
+            **source.sampling_meta(),
         },
     }
     job = functools.partial(_crystal_job, out=str(out), seed=seed, source=source, settings=settings)
