@@ -5,7 +5,8 @@ gth-szv, H(R) within 10 A) n x n times. The tiling is exact: block (R, i, j) of 
 image t, becomes block (T, (t, i), (t', j)) of the supercell with t + R = T n + t'. So the supercell's
 Gamma eigenvalues are the small cell's eigenvalues at k = (m1 / n, m2 / n, 0), an independent check.
 
-Ours: read the folder, sparse H(Gamma), S(Gamma), shift-invert Lanczos (one sparse factorization, backend
+Ours: read the folder, sparse H(Gamma), S(Gamma), shift-invert block Lanczos (a few steps at E_F locate the
+band edges, then a factorization next to each edge that holds wanted states, see physics/bands.py; backend
 --solver: MKL PARDISO LDL^T when installed, else SuperLU; see deeph_jax.physics.sparse_solve) for the 20
 nearest to E_F; the factorization and the Lanczos iterations are timed apart. DeepH-dock (its own venv, ~10^3 atoms only: it builds dense per-R matrices): HamiltonianObj
 loading, then its ``diag`` with sparse_calc (scipy eigsh shift-invert on the dense H(k), S(k)) and
@@ -19,7 +20,7 @@ recorded as the row's error); its eigenvalues are also compared with ours.
 checked at every k against the small cell's folded k-points.
 
 Raw results go to bench/results/bands-<what>-<date>.json (command and date inside). On a shared machine
-set OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 (oversubscribed BLAS threads slow ARPACK tenfold).
+set OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 (oversubscribed BLAS threads slow every solve).
 
     python bench/bench_bands.py [--sizes 11 35] [--solver auto] [--deepx /tmp/venv-deepx-dock/bin/python]
     python bench/bench_bands.py --path [--path-size 35] [--path-points 40] [--solver auto]
@@ -137,10 +138,12 @@ def ours_worker(folder: str, sigma: float, solver: str) -> None:
     t2 = time.perf_counter()
     log = {}
     factor = timed_factor(solver, np.iscomplexobj(h.data), log)
-    e = solve_shift_invert(h, s, sigma, N_BANDS, factor=factor)
+    stats = {}
+    e = solve_shift_invert(h, s, sigma, N_BANDS, factor=factor, stats=stats)
     t3 = time.perf_counter()
     print(json.dumps({"load_s": t1 - t0, "solve_s": t3 - t1, "build_s": t2 - t1, "eigen_s": t3 - t2 - log["factor_s"],
-                      **log, **usage(), "eig": e.tolist()}))
+                      **log, **usage(), "shifts_eV": stats["shifts"], "lanczos_passes": stats["passes"],
+                      "eig": e.tolist()}))
 
 
 def path_kpoints(n_points: int) -> np.ndarray:
@@ -186,6 +189,15 @@ def run(cmd, stderr=subprocess.PIPE) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _json_safe(x):
+    """NaN (a run that did not happen) as null: strict JSON readers reject NaN."""
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return None if isinstance(x, float) and x != x else x
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[11, 35], help="tilings n (n x n x 8 atoms)")
@@ -227,7 +239,7 @@ def main() -> None:
         name = f"bands-gamma-{args.solver}-" + "-".join(map(str, args.sizes))
     record["load_avg_end"] = os.getloadavg()
     out = Path(args.results) / f"{name}-{datetime.date.today().isoformat()}.json"
-    out.write_text(json.dumps(record, indent=1) + "\n")
+    out.write_text(json.dumps(_json_safe(record), indent=1, allow_nan=False) + "\n")
     print(f"raw results: {out}")
 
 

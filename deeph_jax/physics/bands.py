@@ -233,6 +233,7 @@ def _edge_slices(rough: RitzPairs, sigma: float, n_bands: int, below_sigma, fact
     vals, vecs = np.concatenate(found), np.hstack(vecs)
     pick = np.argsort(np.abs(vals - sigma), kind="stable")[:n_bands]
     if len(pick) < n_bands or any(np.abs(vals[pick] - sigma).max() > r for r in reach.values()):
+        logger.info("edge slices do not reach the %d-th state from sigma; solving at sigma", n_bands)
         return None
     return vals[pick], vecs[:, pick]
 
@@ -260,8 +261,7 @@ def bands_at(data, kpoints: np.ndarray, n_bands: int | None = None, sigma: float
         progress: wraps the k-point iterable (e.g. ``tqdm.tqdm``, which shows an ETA).
         solver: the sparse factorization ("auto", "pardiso", "superlu"); one per arithmetic (real at
             time-reversal-invariant k, complex elsewhere), its ordering reused across k.
-        warm_start: start Lanczos from the previous k's eigenvectors (summed: ARPACK takes one vector; it
-            saved ~1% of the solves on a 6-point hBN path, so off by default).
+        warm_start: the previous k's eigenvectors start the next k's Lanczos block.
 
     Returns:
         (n_k, n_bands) ascending per k.
