@@ -137,26 +137,132 @@ class BlockSparse:
         block_of_entry = np.repeat(np.arange(self.n_blocks), np.diff(self.boundaries))
         return rows, cols, block_of_entry
 
-    def bloch_sparse(self, k, atom_offsets: np.ndarray, spinful: bool = False) -> sp.csr_matrix:
-        """M(k) = sum_R exp(i 2 pi k.R) M(R) as a sparse CSR matrix (duplicates summed).
+    def _csr_pattern(self, atom_offsets: np.ndarray, n_orbitals: int, spinful: bool) -> dict:
+        """The CSR structure of M(k) (the same at every k) and where each stored entry lands in it.
+
+        Entries of different R on the same (row, col) share a slot (their Bloch sum). ``mirror`` maps every
+        slot (r, c) to slot (c, r) when the pattern is structurally symmetric (both mirrors stored, as in
+        DeepH files), so M(k) is hermitized without a sparse transpose. Indices are int32 where they fit:
+        at 10^5 atoms there are ~2e8 entries.
+        """
+        if not spinful:
+            return self._csr_pattern_by_blocks(atom_offsets, n_orbitals)
+        size = 2 * n_orbitals
+        rows, cols, block_of_entry = self._coo_pattern(atom_offsets, n_orbitals, spinful)
+        key = rows * size + cols
+        del rows, cols
+        order = np.argsort(key, kind="stable")
+        sorted_key = key[order]
+        del key
+        first = np.empty(sorted_key.shape[0], dtype=bool)
+        first[:1] = True
+        np.not_equal(sorted_key[1:], sorted_key[:-1], out=first[1:])
+        slots = sorted_key[first]
+        del sorted_key
+        small = np.int32 if max(slots.shape[0], size) < 2**31 - 1 else np.int64
+        position = np.empty(order.shape[0], dtype=small)
+        position[order] = np.cumsum(first, dtype=small) - 1
+        del order, first
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(slots // size, minlength=size))]).astype(small)
+        indices = (slots % size).astype(small)
+        transposed = indices.astype(np.int64) * size + slots // size
+        mirror = np.searchsorted(slots, transposed)
+        ok = mirror < slots.shape[0]
+        ok[ok] = slots[mirror[ok]] == transposed[ok]
+        return {"size": size, "position": position, "indptr": indptr, "indices": indices,
+                "block_of_entry": block_of_entry.astype(small, copy=False),
+                "mirror": mirror.astype(small) if ok.all() else None}
+
+    def _csr_pattern_by_blocks(self, atom_offsets: np.ndarray, n_orbitals: int) -> dict:
+        """:meth:`_csr_pattern` of a spinless matrix, worked out per atom pair instead of per entry.
+
+        Every row of atom i holds the same atom pairs (i, j) in order of j, each as ``n_orb(j)`` columns, so
+        an entry's slot is indptr[row] + (columns of the pairs (i, j' < j)) + its column in the block. The
+        sort is over unique atom pairs (~10^6 at 10^4 atoms), not over entries (~2e7).
+        """
+        n_atoms = atom_offsets.shape[0] - 1
+        n_orb_atom = np.diff(atom_offsets)
+        i, j = self.atom_pairs[:, 3], self.atom_pairs[:, 4]
+        pairs, pair_of_block = np.unique(i * n_atoms + j, return_inverse=True)
+        pi, pj = pairs // n_atoms, pairs % n_atoms
+        width = n_orb_atom[pj]
+        ends = np.cumsum(width)
+        first_of_atom = np.searchsorted(pi, np.arange(n_atoms))  # pairs are sorted by i, then j
+        row_length = np.add.reduceat(width, np.minimum(first_of_atom, len(pairs) - 1)) * (np.bincount(pi, minlength=n_atoms) > 0)
+        offset_in_row = ends - width - np.concatenate([[0], ends])[first_of_atom[pi]]
+        indptr = np.concatenate([[0], np.cumsum(np.repeat(row_length, n_orb_atom))])
+        size = n_orbitals
+        small = np.int32 if max(int(indptr[-1]), size) < 2**31 - 1 else np.int64
+        position = np.empty(self.entries.shape[0], dtype=small)
+        indices = np.empty(int(indptr[-1]), dtype=small)
+        mirror_pair = np.searchsorted(pairs, pj * n_atoms + pi)
+        symmetric = bool(np.all(mirror_pair < len(pairs)) and np.all(pairs[np.minimum(mirror_pair, len(pairs) - 1)] == pj * n_atoms + pi))
+        mirror = np.empty(int(indptr[-1]), dtype=small) if symmetric else None
+        shape_ids = self.shapes[:, 0] * 100003 + self.shapes[:, 1]
+        for sid in np.unique(shape_ids):
+            sel = np.nonzero(shape_ids == sid)[0]
+            a, b = (int(x) for x in self.shapes[sel[0]])
+            p = pair_of_block[sel]
+            row0 = indptr[atom_offsets[pi[p]]]  # slot of the block's first row
+            slot = (row0[:, None, None] + np.arange(a)[None, :, None] * row_length[pi[p]][:, None, None]
+                    + offset_in_row[p][:, None, None] + np.arange(b)[None, None, :])
+            where = self.boundaries[sel][:, None, None] + (np.arange(a)[:, None] * b + np.arange(b)[None, :])
+            position[where] = slot
+            indices[slot] = atom_offsets[pj[p]][:, None, None] + np.arange(b)[None, None, :]
+            if symmetric:  # slot (r, c) of pair (i, j) <-> slot (c, r) of pair (j, i)
+                q = mirror_pair[p]
+                back = (indptr[atom_offsets[pi[q]]][:, None, None] + np.arange(b)[None, None, :] * row_length[pi[q]][:, None, None]
+                        + offset_in_row[q][:, None, None] + np.arange(a)[None, :, None])
+                mirror[slot] = back
+        return {"size": size, "position": position, "indptr": indptr.astype(small), "indices": indices,
+                "block_of_entry": np.repeat(np.arange(self.n_blocks, dtype=small), np.diff(self.boundaries)),
+                "mirror": mirror}
+
+    def share_pattern(self, other: "BlockSparse") -> None:
+        """Reuse ``other``'s cached CSR pattern when both hold the same blocks (H and S of one structure
+        usually do): at 10^4 atoms working it out costs more than a Bloch sum."""
+        cache = getattr(other, "_pattern_cache", None)
+        if (cache is not None and getattr(self, "_pattern_cache", None) is None
+                and np.array_equal(self.atom_pairs, other.atom_pairs) and np.array_equal(self.shapes, other.shapes)):
+            object.__setattr__(self, "_pattern_cache", cache)
+
+    def bloch_sparse(self, k, atom_offsets: np.ndarray, spinful: bool = False, hermitize: bool = False,
+                     real: bool = False) -> sp.csr_matrix:
+        """M(k) = sum_R exp(i 2 pi k.R) M(R) as a sparse CSR matrix (duplicates summed, indices sorted).
 
         Args:
             k: (3,) in reciprocal lattice units.
             atom_offsets: (n_atoms + 1,) start of each atom's orbitals (spin not counted).
             spinful: the blocks are (2a, 2b) spin blocks; the result has size 2 * n_orbitals.
+            hermitize: return (M + M^dagger) / 2 (stored data are Hermitian only to their precision).
+            real: return the real part in float64 (for real blocks at Gamma or a zone-boundary TRIM point,
+                where it is all there is): half the memory and work.
         """
         atom_offsets = np.asarray(atom_offsets, dtype=np.int64)
         n_orb = int(atom_offsets[-1])
         key = (atom_offsets.tobytes(), spinful)
         cache = getattr(self, "_pattern_cache", None)
         if cache is None or cache[0] != key:
-            cache = (key, self._coo_pattern(atom_offsets, n_orb, spinful))
+            cache = (key, self._csr_pattern(atom_offsets, n_orb, spinful))
             object.__setattr__(self, "_pattern_cache", cache)
-        rows, cols, block_of_entry = cache[1]
+        pat = cache[1]
         phase = np.exp(2j * np.pi * (self.atom_pairs[:, :3] @ np.asarray(k, dtype=np.float64)))
-        size = n_orb * (2 if spinful else 1)
-        data = self.entries * phase[block_of_entry]
-        return sp.coo_matrix((data, (rows, cols)), shape=(size, size)).tocsr()
+        n_slots = pat["indices"].shape[0]
+        if real:
+            weights = self.entries.real * phase.real[pat["block_of_entry"]]
+            data = np.bincount(pat["position"], weights=weights, minlength=n_slots)
+        else:
+            weights = self.entries * phase[pat["block_of_entry"]]
+            data = np.bincount(pat["position"], weights=weights.real, minlength=n_slots).astype(np.complex128)
+            data.imag = np.bincount(pat["position"], weights=weights.imag, minlength=n_slots)
+        del weights
+        m = sp.csr_matrix((data, pat["indices"], pat["indptr"]), shape=(pat["size"], pat["size"]))
+        if hermitize:
+            if pat["mirror"] is not None:
+                m.data = 0.5 * (data + data[pat["mirror"]].conj())
+            else:
+                m = (0.5 * (m + m.conj().T)).tocsr()
+        return m
 
     def bloch_dense(self, k, atom_offsets: np.ndarray, spinful: bool = False, hermitize: bool = True) -> np.ndarray:
         """Dense M(k) (complex128). With ``hermitize`` the result is made exactly Hermitian,

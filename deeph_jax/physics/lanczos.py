@@ -29,7 +29,7 @@ class RitzPairs:
 
     nu: np.ndarray  # (m,)
     residual: np.ndarray  # (m,)
-    basis: np.ndarray  # (n, dim) S-orthonormal
+    blocks: list  # the S-orthonormal Krylov basis, blocks of (n, b) columns (dim in all)
     coefficients: np.ndarray  # (dim, m)
     steps: int
     solves: int
@@ -44,35 +44,53 @@ class RitzPairs:
 
     def vectors(self, count: int) -> np.ndarray:
         """The first ``count`` Ritz vectors (n, count), S-orthonormal."""
-        return self.basis @ self.coefficients[:, :count]
+        out, row = 0, 0
+        for b in self.blocks:
+            out = out + b @ self.coefficients[row: row + b.shape[1], :count]
+            row += b.shape[1]
+        return out
 
 
-def s_orthonormalize(x: np.ndarray, s, basis: np.ndarray | None = None, s_basis: np.ndarray | None = None,
+def s_orthonormalize(x: np.ndarray, s, blocks: list | None = None, s_blocks: list | None = None,
                      drop: float = 1e-10):
-    """Columns of x made S-orthonormal and S-orthogonal to ``basis`` (whose S-image is ``s_basis``).
+    """Columns of x made S-orthonormal and S-orthogonal to the basis ``blocks`` (their S-images ``s_blocks``).
 
-    Two passes of classical Gram-Schmidt against the basis, then an eigen-decomposition of the block's Gram
-    matrix (dropping directions below ``drop`` of its largest: a Krylov block that became dependent).
+    Two passes of classical Gram-Schmidt against the basis (block by block: no copy of the whole basis),
+    then an eigen-decomposition of the block's Gram matrix (dropping directions below ``drop`` of its
+    largest: a Krylov block that became dependent).
 
     Returns:
-        (q, s q, c, r) with x = basis @ c + q @ r; q may have fewer columns than x.
+        (q, s q, c, r, lost) with x = basis @ c + q @ r + (dropped part, S-norm <= lost), c stacked over the
+        blocks; q may have fewer columns than x.
     """
     c = None
-    if basis is not None and basis.shape[1]:
-        c = s_basis.conj().T @ x
-        x = x - basis @ c
-        c2 = s_basis.conj().T @ x
-        x = x - basis @ c2
-        c = c + c2
+    if blocks:
+        c = [sb.conj().T @ x for sb in s_blocks]
+        for b, cb in zip(blocks, c):
+            x = x - b @ cb
+        for i, (b, sb) in enumerate(zip(blocks, s_blocks)):
+            c2 = sb.conj().T @ x
+            x = x - b @ c2
+            c[i] = c[i] + c2
+        c = np.vstack(c)
     sx = s @ x
     gram = x.conj().T @ sx
     w, u = np.linalg.eigh(0.5 * (gram + gram.conj().T))
     keep = w > drop * max(w.max(), np.finfo(float).tiny)
+    lost = float(np.sqrt(np.clip(w[~keep], 0.0, None).sum()))
     w, u = w[keep], u[:, keep]
     scale = u / np.sqrt(w)
     q, sq = x @ scale, sx @ scale
-    r = (u * np.sqrt(w)).conj().T  # x - basis c = q r
-    return q, sq, c, r
+    r = (u * np.sqrt(w)).conj().T  # x - basis c = q r + what was dropped
+    if w.size and w.min() < 1e-6 * w.max():
+        # an ill-conditioned block: its Gram eigenvectors are accurate to eps * cond only, so q is orthonormal
+        # to ~1e-6; once more on q (whose Gram is ~I) makes it orthonormal to rounding
+        gram = q.conj().T @ sq
+        w2, u2 = np.linalg.eigh(0.5 * (gram + gram.conj().T))
+        scale = u2 / np.sqrt(w2)
+        q, sq = q @ scale, sq @ scale
+        r = (u2 * np.sqrt(w2)).conj().T @ r
+    return q, sq, c, r, lost
 
 
 def block_lanczos(s, solve, start: np.ndarray, n_wanted: int, tol: float = 1e-9, max_dim: int | None = None,
@@ -93,18 +111,17 @@ def block_lanczos(s, solve, start: np.ndarray, n_wanted: int, tol: float = 1e-9,
     """
     n = start.shape[0]
     dtype = np.result_type(start.dtype, s.dtype, np.float64)
-    q, sq, _, _ = s_orthonormalize(np.asarray(start, dtype=dtype), s)
+    q, sq, _, _, _ = s_orthonormalize(np.asarray(start, dtype=dtype), s)
     max_dim = min(n, max_dim or 60 * start.shape[1])
     blocks, s_blocks = [q], [sq]
     g = np.zeros((0, 0), dtype=dtype)
     solves, step = 0, 0
     while True:
         step += 1
-        basis, s_basis = np.hstack(blocks), np.hstack(s_blocks)
         y = np.asarray(solve(s_blocks[-1]), dtype=dtype)  # T q_j
         solves += y.shape[1]
-        new, s_new, c, r = s_orthonormalize(y, s, basis, s_basis)
-        dim, width = basis.shape[1], blocks[-1].shape[1]
+        new, s_new, c, r, lost = s_orthonormalize(y, s, blocks, s_blocks)
+        dim, width = sum(b.shape[1] for b in blocks), blocks[-1].shape[1]
         grown = np.zeros((dim, dim), dtype=dtype)
         grown[: g.shape[0], : g.shape[1]] = g
         grown[:, dim - width:] = c  # columns of Q^H S T q_j
@@ -113,13 +130,15 @@ def block_lanczos(s, solve, start: np.ndarray, n_wanted: int, tol: float = 1e-9,
         nu, coef = np.linalg.eigh(g)
         order = np.argsort(-np.abs(nu))
         nu, coef = nu[order], coef[:, order]
-        # T Q = Q G + q_new r E_last^H: the residual of Ritz pair i is ||r @ coef[last block rows, i]||
-        residual = np.linalg.norm(r @ coef[dim - width:, :], axis=0)
+        # T Q = Q G + q_new r E_last^H (+ a dropped dependent part): the residual of Ritz pair i is
+        # ||r @ coef[last block rows, i]||, plus at most lost * ||coef[last block rows, i]||
+        last = coef[dim - width:, :]
+        residual = np.linalg.norm(r @ last, axis=0) + lost * np.linalg.norm(last, axis=0)
         wanted = min(n_wanted, dim)
         done = dim >= n_wanted and np.all(residual[:wanted] <= tol * np.abs(nu[:wanted])) and step >= min_steps
         full = dim + new.shape[1] > max_dim or new.shape[1] == 0
         stop = until is not None and step >= min_steps and until(nu, residual)
         if done or full or stop or (max_steps is not None and step >= max_steps):
-            return RitzPairs(nu, residual, basis, coef, step, solves)
+            return RitzPairs(nu, residual, blocks, coef, step, solves)
         blocks.append(new)
         s_blocks.append(s_new)

@@ -160,3 +160,19 @@ def test_block_lanczos_ritz_pairs_and_degenerate_states():
     np.testing.assert_allclose(x.T @ (s @ x), np.eye(4), atol=1e-10)
     warm = block_lanczos(s, solve, x, 4, tol=1e-10)
     assert warm.steps == 1
+
+
+@pytest.mark.skipif("pardiso" not in BACKENDS, reason="needs MKL (pip install mkl)")
+@pytest.mark.parametrize("k", [np.zeros(3), GENERIC_K])
+def test_single_precision_rough_pass_leaves_double_precision_answers(sheet, monkeypatch, k):
+    """Large matrices locate the band edges with a single-precision factorization; the eigenvalues still come
+    from double precision (1e-8 eV from dense), in the gap and with sigma among the states."""
+    from deeph_jax.physics import bands
+
+    monkeypatch.setattr(bands, "ROUGH_SINGLE_MIN", 0)
+    h, s = pencil(sheet, k)
+    for sigma in (sheet.fermi_energy_eV, sheet.fermi_energy_eV - 3.0):
+        stats = {}
+        e = solve_shift_invert(h, s, sigma, N_BANDS, solver="pardiso", stats=stats)
+        assert np.abs(e - dense_nearest(h, s, sigma)).max() < 1e-8
+        assert len(stats["passes"]) >= 2  # the rough pass is never the answer
