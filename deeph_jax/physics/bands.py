@@ -127,7 +127,8 @@ def solve_shift_invert(h: sp.spmatrix, s: sp.spmatrix, sigma: float, n_bands: in
     stats = {} if stats is None else stats
     stats.update(shifts=[], solves=0, steps=0, passes=[])
     width = min(block or max(8, n_bands // 2 + 2), max(1, (n - 1) // 4))
-    if rough_factor is None:
+    own_rough = rough_factor is None
+    if own_rough:
         single = slicing and n >= ROUGH_SINGLE_MIN and factor.name == "pardiso"
         rough_factor = make_factorization("pardiso", is_complex, single=True) if single else factor
 
@@ -162,6 +163,8 @@ def solve_shift_invert(h: sp.spmatrix, s: sp.spmatrix, sigma: float, n_bands: in
     rough = lanczos(_start_block(n, width, dtype, v0), rough_factor, min_steps=ROUGH_STEPS[0],
                     max_steps=ROUGH_STEPS[1], until=_edges_settled(sigma) if slicing else None)
     final = rough_factor is factor  # a single-precision rough pass locates edges, it is never the answer
+    if own_rough and not final:
+        rough_factor.release()  # at 10^5 atoms its factor is ~5 GB
     result = None
     if slicing and not (final and _converged(rough, n_bands, tol)):
         result = _edge_slices(rough, sigma, n_bands, below_sigma, factor_at, lanczos, width, tol)

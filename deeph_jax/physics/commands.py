@@ -24,11 +24,13 @@ def _bands(args) -> int:
                              "DEEPH_PROCESS_ID set for each process (see README, multi-host)")
         distributed = True
     r = run_bands(args.dir, args.hamiltonian, args.kpath, args.npoints, args.nbands, args.sigma, args.out,
-                  smearing=args.smearing, distributed=distributed)
+                  smearing=args.smearing, distributed=distributed, method=args.method)
     if "out" not in r:  # not the first process: it computed, the first one writes and reports
         return 0
     e = r["energies_eV"]
-    print(f"bands ({r['hamiltonian']}, {r['mode']}): {e.shape[0]} k-points x {e.shape[1]} bands, "
+    print(f"bands ({r['hamiltonian']}, {r['mode']}"
+          + (f", the {e.shape[1]} nearest {r['sigma_eV']:.4f} eV" if "sigma_eV" in r else ", every band")
+          + f"): {e.shape[0]} k-points x {e.shape[1]} bands, "
           f"E_F = {r['fermi_energy_eV']:.6f} eV" + (f", gap {r['gap_eV']:.4f} eV" if "gap_eV" in r else ""))
     if "max_abs_diff_eV" in r:
         print(f"max |pred - DFT| along the path: {r['max_abs_diff_eV']:.6f} eV; within {r['fermi_window_eV']:g} eV "
@@ -98,9 +100,10 @@ def register(sub) -> None:
                        description=(
                            "Solve H(k) c = e S(k) c along a k-path. --kpath auto: seekpath's high-symmetry path "
                            "(kept in-plane for 2D sheets); or a DeepH K_PATH file (lines 'N k1x k1y k1z k2x k2y k2z "
-                           "label1 label2', each segment including both ends). Dense solver (all bands) by default; "
-                           "--nbands N [--sigma E] gives the N eigenvalues closest to E (absolute eV, default: "
-                           "info.json fermi_energy_eV) by sparse shift-invert Lanczos. E_F from the electron count "
+                           "label1 label2', each segment including both ends). --method auto: every band (dense) up to "
+                           "6000 orbitals, above that (or with --nbands N) the N (default 20) eigenvalues closest to "
+                           "--sigma E (absolute eV, default: info.json fermi_energy_eV) by sparse shift-invert "
+                           "block Lanczos; the memory it needs is checked first. E_F from the electron count "
                            "(info.json occupation) on a uniform mesh (mid-gap for insulators, Gaussian smearing for "
                            "metals). Writes DIR/bands.npz (kpoints, distances in 1/A with 2 pi, tick labels, "
                            "energies_eV (n_k, n_bands), unshifted, fermi_energy_eV) and bands.png (E_F at zero; "
@@ -109,7 +112,9 @@ def register(sub) -> None:
     p.add_argument("--hamiltonian", **common)
     p.add_argument("--kpath", default="auto", metavar="auto|FILE", help="auto (seekpath) or a K_PATH file")
     p.add_argument("--npoints", type=int, default=200, help="points along an auto path (default 200)")
-    p.add_argument("--nbands", type=int, default=None, help="sparse: number of eigenvalues nearest --sigma")
+    p.add_argument("--method", default="auto", choices=["auto", "dense", "sparse"],
+                   help="auto (by size: dense up to 6000 orbitals), dense (every band) or sparse (a few near --sigma)")
+    p.add_argument("--nbands", type=int, default=None, help="sparse: number of eigenvalues nearest --sigma (20)")
     p.add_argument("--sigma", type=float, default=None, help="sparse: shift energy in eV (absolute)")
     p.add_argument("--smearing", type=float, default=0.1, help="Gaussian smearing for a metal's E_F, eV (0.1)")
     p.add_argument("--out", default=None, help="output .npz or .h5 (default DIR/bands.npz; the PNG beside it)")

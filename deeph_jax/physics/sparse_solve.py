@@ -149,6 +149,13 @@ class PardisoLDL:
         upper.sort_indices()
         return sp.csr_matrix((upper.data, upper.indices.astype(np.int32), upper.indptr.astype(np.int32)), shape=a.shape)
 
+    def release(self) -> None:
+        """Free the factor's memory now (PARDISO phase -1); the analysis is redone on the next factorize."""
+        if self._analysed:
+            _pardiso(self._lib, self.pt, self.iparm, self.mtype, -1)
+            self._analysed = False
+            self._upper = None
+
     @property
     def n_negative(self) -> int | None:
         """Negative eigenvalues of A (Sylvester's inertia): eigenvalues of the pencil below sigma. PARDISO
@@ -183,6 +190,9 @@ class SuperLU:
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         return self._lu.solve(np.asarray(b, dtype=self.dtype))
+
+    def release(self) -> None:
+        self._lu = None
 
 
 def available_backends() -> tuple[str, ...]:

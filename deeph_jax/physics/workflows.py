@@ -7,19 +7,23 @@ Energies in eV, lengths in Angstrom.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from deeph_jax.errors import DeephError
 from deeph_jax.io import HAMILTONIAN, HAMILTONIAN_PRED, read_deeph_dir
-from deeph_jax.physics import checks
+from deeph_jax.physics import checks, memory
 from deeph_jax.physics import kpath as kp
 from deeph_jax.physics.bands import bands_at, bloch_pencil, is_time_reversal_point
 from deeph_jax.physics.fermi import band_error_near_fermi, band_gap, default_mesh, fermi_level, mesh_points, occupied_bands
 
 FILES = {"dft": HAMILTONIAN, "pred": HAMILTONIAN_PRED}
-DENSE_LIMIT = 6000  # basis functions above which the dense solver needs --nbands/--sigma instead
+logger = logging.getLogger(__name__)
+
+DENSE_LIMIT = 6000  # basis functions above which `--method auto` solves a few bands near E_F (sparse)
+AUTO_NBANDS = 20  # bands near E_F that `--method auto` / `sparse` computes when --nbands is not given
 FERMI_WINDOW_EV = 3.0  # 'near E_F' for band errors: reaches both band edges of hBN
 
 
@@ -83,10 +87,23 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
+def bands_method(method: str, dimension: int, nbands, distributed: bool) -> str:
+    """``auto``: every band (dense) up to DENSE_LIMIT orbitals, a few near E_F (sparse shift-invert) above,
+    or when --nbands / --distributed asks for a few."""
+    if method not in ("auto", "dense", "sparse"):
+        raise DeephError(f"--method must be auto, dense or sparse, got {method!r}")
+    if method == "dense" and (nbands is not None or distributed):
+        raise DeephError("--method dense computes every band: drop --nbands / --distributed, or use --method sparse")
+    if method == "auto":
+        return "sparse" if nbands is not None or distributed or dimension > DENSE_LIMIT else "dense"
+    return method
+
+
 def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, sigma=None, out=None,
-              smearing=0.1, plot=True, distributed=False) -> dict:
-    """Bands along a path. ``distributed``: the sparse eigenvalues with the matrix rows over the JAX processes
-    of this run (:mod:`deeph_jax.physics.distributed`); every process computes, the first writes."""
+              smearing=0.1, plot=True, distributed=False, method="auto") -> dict:
+    """Bands along a path. ``method``: see :func:`bands_method` (``result["mode"]`` says which ran).
+    ``distributed``: the sparse eigenvalues with the matrix rows over the JAX processes of this run
+    (:mod:`deeph_jax.physics.distributed`); every process computes, the first writes."""
     folder = Path(folder)
     which = choose_hamiltonian(folder, hamiltonian)
     out = checks.check_output(out, folder, "bands.npz")
@@ -106,15 +123,24 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
         checks.check_kpath_periodic(segments, periodic, Path(kpath))
     path = kp.build_path(segments, data.structure.cell)
     n = int(data.atom_offsets[-1]) * (2 if data.spinful else 1)
-    sparse = nbands is not None
+    sparse = bands_method(method, n, nbands, distributed) == "sparse"
+    if sparse and nbands is None:
+        nbands = AUTO_NBANDS
+        checks.check_nbands_fit(nbands, int(data.atom_offsets[-1]), data.spinful, folder / "info.json")
     if sparse and sigma is None:
         sigma = data.fermi_energy_eV
         if sigma is None:
-            raise DeephError("--nbands needs --sigma (eV): info.json has no fermi_energy_eV to default to", folder)
-    if not sparse and n > DENSE_LIMIT:
-        raise DeephError(f"{n} basis functions: too many for dense bands; ask for a few with --nbands N --sigma E", folder)
-    if distributed and not sparse:
-        raise DeephError("--distributed computes a few bands: give --nbands N (and --sigma E)", folder)
+            raise DeephError("sparse bands need --sigma (eV): info.json has no fermi_energy_eV to default to", folder)
+    complex_ = data.spinful or data.hamiltonian.is_complex or len(path.kpoints) > 1
+    if sparse:
+        nnz = data.hamiltonian.entries.shape[0]  # stored entries: at least the nonzeros of H(k)
+        memory.check_fits(memory.shift_invert_bytes(n, nnz, complex_), f"sparse bands of {n:,} orbitals",
+                          "use a machine with more memory, or --distributed over several", folder)
+    else:
+        memory.check_fits(memory.dense_eigen_bytes(n, complex_), f"dense bands of {n:,} orbitals",
+                          f"use --method sparse (the {AUTO_NBANDS} bands nearest E_F)", folder)
+    logger.info("bands: %d orbitals -> %s", n, f"sparse shift-invert, {nbands} bands nearest {sigma:.4f} eV"
+                if sparse else "dense, every band")
     solve = solver_for(nbands, sigma, distributed)
     energies = solve(data, path.kpoints)
     result = {"hamiltonian": which, "kpoints": path.kpoints, "distances": path.distances,

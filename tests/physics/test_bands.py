@@ -130,3 +130,43 @@ def test_overlap_not_positive_definite_names_k_and_eigenvalue(mote2_copy, capsys
 def test_solve_dense_rejects_indefinite_overlap():
     with pytest.raises(DeephError, match=r"smallest eigenvalue -1\.000e\+00"):
         solve_dense(np.eye(2), np.diag([1.0, -1.0]), (0.25, 0, 0))
+
+
+HBN_CELL = Path(__file__).resolve().parents[2] / "datasets" / "hbn-szv" / "train-2x2" / "00000"
+
+
+def test_bands_method_by_size():
+    from deeph_jax.physics.workflows import DENSE_LIMIT, bands_method
+
+    assert bands_method("auto", DENSE_LIMIT, None, False) == "dense"
+    assert bands_method("auto", DENSE_LIMIT + 1, None, False) == "sparse"
+    assert bands_method("auto", 100, 10, False) == "sparse"
+    assert bands_method("dense", 10**6, None, False) == "dense"  # the memory check decides, not the size
+    with pytest.raises(DeephError, match="every band"):
+        bands_method("dense", 100, 10, False)
+    with pytest.raises(DeephError, match="auto, dense or sparse"):
+        bands_method("lanczos", 100, None, False)
+
+
+def test_cli_bands_sparse_method_defaults_to_20_near_fermi(tmp_path, capsys):
+    """--method sparse without --nbands: the 20 eigenvalues nearest E_F at every k, equal to the dense ones."""
+    cell = tmp_path / "hbn"
+    shutil.copytree(HBN_CELL, cell)
+    assert main(["bands", str(cell), "--npoints", "6", "--method", "sparse", "--out", str(tmp_path / "s.npz")]) == 0
+    assert "the 20 nearest" in capsys.readouterr().out
+    assert main(["bands", str(cell), "--npoints", "6", "--method", "dense", "--out", str(tmp_path / "d.npz")]) == 0
+    sparse, dense = np.load(tmp_path / "s.npz"), np.load(tmp_path / "d.npz")
+    assert sparse["energies_eV"].shape[1] == 20
+    expected = nearest_bands(dense["energies_eV"], float(sparse["sigma_eV"]), 20)
+    np.testing.assert_allclose(sparse["energies_eV"], expected, atol=1e-8)
+
+
+def test_cli_bands_refused_when_memory_would_not_fit(tmp_path, monkeypatch, capsys):
+    from deeph_jax.physics import memory
+
+    cell = tmp_path / "hbn"
+    shutil.copytree(HBN_CELL, cell)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1e4)
+    assert main(["bands", str(cell), "--npoints", "6"]) != 0
+    err = capsys.readouterr().err
+    assert "dense bands of 32 orbitals needs about" in err and "--method sparse" in err
