@@ -74,3 +74,26 @@ def test_fermi_level_of_an_insulator_within_the_resolution(system):
     assert kpm.gap_eV is not None
     assert abs(kpm.fermi_eV - ef) < resolution_eV(moments), (kpm.fermi_eV, ef)
     assert vbm <= kpm.gap_eV[0] < kpm.gap_eV[1] <= cbm
+
+
+def test_sparse_s_solver_accurate(monkeypatch):
+    """The large-S route (a single-precision sparse factor and one refinement step, or CG without MKL) solves
+    S x = b to 1e-9 relative, real and complex, vector and block."""
+    import scipy.sparse.linalg as spla
+
+    from deeph_jax.io import read_deeph_dir
+    from deeph_jax.io.tiling import tile_deeph
+    from deeph_jax.physics.bands import bloch_pencil
+    from deeph_jax.physics.kpm import s_solver
+
+    small = read_deeph_dir(Path(__file__).resolve().parents[2] / "datasets" / "hbn-szv" / "train-2x2" / "00000")
+    big = tile_deeph(small, (3, 3, 1))
+    rng = np.random.default_rng(0)
+    for k in (np.zeros(3), np.array([0.1, 0.3, 0.0])):
+        _, s = bloch_pencil(big, k)
+        solve = s_solver(s, dense_max_dim=0)
+        b = rng.standard_normal((s.shape[0], 3))
+        exact = spla.spsolve(s.tocsc(), b)
+        x = solve(b)
+        assert np.abs(x - exact).max() < 1e-9 * np.abs(exact).max()
+        assert np.abs(solve(b[:, 0]) - exact[:, 0]).max() < 1e-9 * np.abs(exact).max()
