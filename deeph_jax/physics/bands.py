@@ -65,7 +65,7 @@ def solve_dense(h: np.ndarray, s: np.ndarray, k=None, vectors: bool = False, pat
 
 # A side of sigma whose nearest state is farther than this is a gap edge, solved from a shift next to it.
 EDGE_GAP_EV = 0.1
-# The edge shift sits this far inside the gap from the edge's estimate (plus three times its error bound).
+# The edge shift sits this far from the edge's estimate toward sigma (at most half way).
 EDGE_OFFSET_EV = 0.01
 # The rough pass at sigma stops when both edge estimates moved less than this in a block step (the
 # estimates creep toward the edge from inside the band; ~20 meV from it when they crawl this slowly).
@@ -237,7 +237,7 @@ def _edge_slices(rough: RitzPairs, sigma: float, n_bands: int, below_sigma, fact
                 break
         _, shift, mask = sides[side]
         below_shift = factor_at(shift)
-        start = rough.vectors(len(rough.nu))[:, mask][:, :width]
+        start = rough.vectors(np.flatnonzero(mask)[:width])  # this side's best Ritz vectors
         pairs = lanczos(start)
         if not _converged(pairs, n_bands, tol):
             return None

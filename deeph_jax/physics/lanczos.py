@@ -42,11 +42,13 @@ class RitzPairs:
         """A bound on |e - e_exact| (eV) from the residual: |d nu| <= ||r||_S, so |d e| <= ||r|| / nu^2."""
         return self.residual / self.nu**2
 
-    def vectors(self, count: int) -> np.ndarray:
-        """The first ``count`` Ritz vectors (n, count), S-orthonormal."""
+    def vectors(self, which) -> np.ndarray:
+        """Ritz vectors, S-orthonormal: the first ``which`` (an int) or those at the indices ``which``;
+        (n, len)."""
+        columns = self.coefficients[:, :which] if np.isscalar(which) else self.coefficients[:, np.asarray(which)]
         out, row = 0, 0
         for b in self.blocks:
-            out = out + b @ self.coefficients[row: row + b.shape[1], :count]
+            out = out + b @ columns[row: row + b.shape[1]]
             row += b.shape[1]
         return out
 
