@@ -131,7 +131,7 @@ def usage() -> dict:
 
 def ours_worker(folder: str, sigma: float, solver: str) -> None:
     from deeph_jax.io import read_deeph_dir
-    from deeph_jax.physics.bands import ROUGH_SINGLE_MIN, bloch_pencil, solve_shift_invert
+    from deeph_jax.physics.bands import bloch_pencil, single_precision_rough, solve_shift_invert
 
     t0 = time.perf_counter()
     data = read_deeph_dir(folder)
@@ -141,7 +141,7 @@ def ours_worker(folder: str, sigma: float, solver: str) -> None:
     log = {}
     factor = timed_factor(solver, np.iscomplexobj(h.data), log)
     rough = None
-    if factor.name == "pardiso" and h.shape[0] >= ROUGH_SINGLE_MIN:  # as solve_shift_invert would, but timed
+    if single_precision_rough(factor, h.shape[0]):  # as solve_shift_invert would, but timed
         rough = timed_factor(solver, np.iscomplexobj(h.data), log, single=True)
     stats = {}
     e = solve_shift_invert(h, s, sigma, N_BANDS, factor=factor, stats=stats, rough_factor=rough)

@@ -75,6 +75,12 @@ ROUGH_SINGLE_MIN = 20_000  # matrices at least this large get a single-precision
 MAX_RESTARTS = 20
 
 
+def single_precision_rough(factor, n: int) -> bool:
+    """Whether the rough pass that locates the band edges gets its own single-precision factorization
+    (PARDISO, matrices of ROUGH_SINGLE_MIN rows or more) instead of reusing ``factor``."""
+    return factor.name == "pardiso" and n >= ROUGH_SINGLE_MIN
+
+
 def _start_block(n: int, width: int, dtype, v0=None, seed: int = 0) -> np.ndarray:
     """A start block (n, width): the columns of ``v0`` (a neighbouring k's eigenvectors) first, random after."""
     rng = np.random.default_rng(seed)
@@ -129,7 +135,7 @@ def solve_shift_invert(h: sp.spmatrix, s: sp.spmatrix, sigma: float, n_bands: in
     width = min(block or max(8, n_bands // 2 + 2), max(1, (n - 1) // 4))
     own_rough = rough_factor is None
     if own_rough:
-        single = slicing and n >= ROUGH_SINGLE_MIN and factor.name == "pardiso"
+        single = slicing and single_precision_rough(factor, n)
         rough_factor = make_factorization("pardiso", is_complex, single=True) if single else factor
 
     same_pattern = h.has_canonical_format and s.has_canonical_format and np.array_equal(h.indptr, s.indptr) \
@@ -265,7 +271,8 @@ def bloch_pencil(data, k) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Sparse Hermitian H(k), S(k) of a DeephStructure (spinful: S doubled), real where the phases allow."""
     offsets, spinful = data.atom_offsets, data.spinful
     trim = is_time_reversal_point(k)
-    h = data.hamiltonian.bloch_sparse(k, offsets, spinful, hermitize=True, real=trim and not data.hamiltonian.is_complex)
+    real_h = trim and not data.hamiltonian.is_complex
+    h = data.hamiltonian.bloch_sparse(k, offsets, spinful, hermitize=True, real=real_h)
     if not spinful:
         data.overlap.share_pattern(data.hamiltonian)
     s = data.overlap.bloch_sparse(k, offsets, False, hermitize=True, real=trim)
@@ -303,8 +310,9 @@ def bands_at(data, kpoints: np.ndarray, n_bands: int | None = None, sigma: float
             is_complex = np.iscomplexobj(h.data) or np.iscomplexobj(s.data)
             if is_complex not in factors:
                 f = make_factorization(solver, is_complex)
-                single = f.name == "pardiso" and h.shape[0] >= ROUGH_SINGLE_MIN
-                factors[is_complex] = f, make_factorization("pardiso", is_complex, single=True) if single else f
+                single = single_precision_rough(f, h.shape[0])
+                rough = make_factorization("pardiso", is_complex, single=True) if single else f
+                factors[is_complex] = f, rough
                 logger.info("sparse shift-invert with %s (%s arithmetic)", f.name, "complex" if is_complex else "real")
             f, rough = factors[is_complex]
             e = solve_shift_invert(h, s, sigma, n_bands, k, path, solver=solver, factor=f, rough_factor=rough,

@@ -112,7 +112,6 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
     checks.check_band_request(nbands, sigma)
     segments = None if kpath == "auto" else kp.read_kpath(kpath)  # a bad K_PATH fails before the h5 reads
     data, which = load(folder, which)
-    checks.check_nbands_fit(nbands, int(data.atom_offsets[-1]), data.spinful, folder / "info.json")
     checks.check_occupation(data)
     if not data.structure.periodic:
         raise DeephError("a molecule (every stored R is zero): bands need a crystal; try `deeph-jax polarization`", folder)
@@ -126,7 +125,7 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
     sparse = bands_method(method, n, nbands, distributed) == "sparse"
     if sparse and nbands is None:
         nbands = AUTO_NBANDS
-        checks.check_nbands_fit(nbands, int(data.atom_offsets[-1]), data.spinful, folder / "info.json")
+    checks.check_nbands_fit(nbands, int(data.atom_offsets[-1]), data.spinful, folder / "info.json")
     if sparse and sigma is None:
         sigma = data.fermi_energy_eV
         if sigma is None:
