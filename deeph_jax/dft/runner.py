@@ -30,6 +30,20 @@ METADATA = "metadata.json"
 VOLATILE_KEYS = {"n", "workers", "created", "generator_version", "command", "timing"}
 
 
+def _same_setting(a, b) -> bool:
+    """Equal settings; floats to 1e-9 relative (a derived length such as the BvK vector can differ in its last
+    digit between numpy/BLAS builds, and that must not block a resume on a new machine)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_setting(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_setting(x, y) for x, y in zip(a, b))
+    return a == b
+
+
 def write_metadata(out: Path, meta: dict) -> None:
     """Write ``OUT/metadata.json`` atomically; refuse to resume a dataset made with other settings."""
     out.mkdir(parents=True, exist_ok=True)
@@ -42,7 +56,7 @@ def write_metadata(out: Path, meta: dict) -> None:
         if isinstance(old, dict):
             diff = sorted(
                 k for k in set(old) | set(meta)
-                if k not in VOLATILE_KEYS and json.dumps(old.get(k), sort_keys=True) != json.dumps(meta.get(k), sort_keys=True)
+                if k not in VOLATILE_KEYS and not _same_setting(old.get(k), json.loads(json.dumps(meta.get(k))))
             )
             if diff:
                 raise DeephError(

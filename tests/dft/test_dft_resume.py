@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 pytest.importorskip("pyscf")
 
+from deeph_jax.errors import DeephError  # noqa: E402
 from deeph_jax.io import find_structure_dirs, read_deeph_dir  # noqa: E402
 
 # Slow enough per structure (fine grid, tight tolerance) that the kill lands mid-run.
@@ -93,3 +95,19 @@ def test_cli_help_names_units():
         text = " ".join(res.stdout.split())
         for w in words:
             assert w in text, (kind, w)
+
+
+def test_resume_tolerates_last_digit_of_derived_floats(tmp_path):
+    """A derived length written by another numpy/BLAS build (22.535999999999998 vs 22.536) still resumes;
+    a real change of a setting does not."""
+    from deeph_jax.dft.runner import write_metadata
+
+    meta = {"kind": "crystal", "bvk_shortest_vector_A": 22.535999999999998, "rattle_sigma_A": [0.0, 0.15],
+            "multigrid": True, "n": 3}
+    write_metadata(tmp_path, meta)
+    write_metadata(tmp_path, {**meta, "bvk_shortest_vector_A": 22.536000000000001, "n": 5})
+    assert json.loads((tmp_path / "metadata.json").read_text())["n"] == 5
+    for changed in ({"bvk_shortest_vector_A": 22.6}, {"rattle_sigma_A": [0.0, 0.1]}, {"multigrid": 1}):
+        with pytest.raises(DeephError, match=r"metadata.json: dataset was generated with other settings \("
+                                             + list(changed)[0]):
+            write_metadata(tmp_path, {**meta, **changed})
