@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import resource
 import time
@@ -65,6 +66,7 @@ def one(small, n: int, n_moments: int, n_vectors: int) -> dict:
         "moments": n_moments, "vectors": n_vectors, "resolution_eV": resolution_eV(moments),
         "build_s": t_build, "bounds_s": t_bounds, "moments_s": moments.seconds, "fermi_s": t_fermi,
         "peak_rss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "load_average_1min": os.getloadavg()[0],
         "fermi_kpm_eV": kpm.fermi_eV, "fermi_exact_eV": ef, "fermi_error_meV": 1e3 * (kpm.fermi_eV - ef),
         "gap_kpm_eV": kpm.gap_eV, "gap_exact_eV": gap,
         "dos_within_3_sigma": float(np.mean(np.abs(dos - ref) <= 3 * err + 1e-9)),

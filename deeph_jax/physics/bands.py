@@ -96,7 +96,7 @@ def _start_block(n: int, width: int, dtype, v0=None, seed: int = 0) -> np.ndarra
 def solve_shift_invert(h: sp.spmatrix, s: sp.spmatrix, sigma: float, n_bands: int, k=None, path=None, tol: float = 1e-9,
                        solver: str = "auto", factor=None, v0: np.ndarray | None = None, vectors: bool = False,
                        block: int | None = None, slicing: bool = True, stats: dict | None = None,
-                       rough_factor=None):
+                       rough_factor=None, edges: tuple[float, float] | None = None):
     """The ``n_bands`` eigenvalues closest to ``sigma`` (eV), ascending, by shift-invert block Lanczos.
 
     Inside a gap (an insulator's E_F) the wanted states crowd at the two band edges, ~gap / 2 from sigma,
@@ -120,6 +120,13 @@ def solve_shift_invert(h: sp.spmatrix, s: sp.spmatrix, sigma: float, n_bands: in
         stats: filled with the shifts, the number of solves and the Lanczos steps.
         rough_factor: the factorization for the rough pass that locates the edges (default: a single-precision
             PARDISO one for matrices of ROUGH_SINGLE_MIN rows or more, else ``factor``); reusable across k.
+        edges: (highest state below sigma, lowest above), eV, of a neighbouring k (``stats["edges"]`` of its
+            solve): along a band path the edges move little from one k to the next, so the shifts go next to
+            them at once and the rough pass is skipped. Both sides are then solved, and in real arithmetic
+            the inertia at the two shifts must count the states found between them; a failed check falls
+            back to the rough pass. (Complex H has no inertia: the reach check alone guards it.)
+
+    ``stats["edges"]`` receives this k's edges when sigma lies in a gap.
     """
     n = h.shape[0]
     if n_bands >= n - 1:
@@ -165,6 +172,13 @@ def solve_shift_invert(h: sp.spmatrix, s: sp.spmatrix, sigma: float, n_bands: in
         stats["passes"].append({"shift_eV": stats["shifts"][-1], "steps": out.steps, "solves": out.solves})
         return out
 
+    if slicing and edges is not None and min(abs(edges[0] - sigma), abs(edges[1] - sigma)) >= EDGE_GAP_EV:
+        sides = _sides_from_edges(edges, sigma, n, width, dtype, v0)
+        result = _edge_slices(sides, sigma, n_bands, None, factor_at, lanczos, tol, both=True)
+        if result is not None:
+            return _finish(result, sigma, stats, vectors)
+        logger.info("the previous k's band edges did not hold at k = %s; locating them anew", _fmt_k(k))
+
     below_sigma = factor_at(sigma, rough_factor)
     rough = lanczos(_start_block(n, width, dtype, v0), rough_factor, min_steps=ROUGH_STEPS[0],
                     max_steps=ROUGH_STEPS[1], until=_edges_settled(sigma) if slicing else None)
@@ -173,7 +187,9 @@ def solve_shift_invert(h: sp.spmatrix, s: sp.spmatrix, sigma: float, n_bands: in
         rough_factor.release()  # at 10^5 atoms its factor is ~5 GB
     result = None
     if slicing and not (final and _converged(rough, n_bands, tol)):
-        result = _edge_slices(rough, sigma, n_bands, below_sigma, factor_at, lanczos, width, tol)
+        sides = _sides_from_rough(rough, sigma, width)
+        if sides is not None:
+            result = _edge_slices(sides, sigma, n_bands, below_sigma, factor_at, lanczos, tol)
     if result is None:
         if stats["shifts"][-1] != sigma or not final:
             factor_at(sigma)
@@ -187,8 +203,15 @@ def solve_shift_invert(h: sp.spmatrix, s: sp.spmatrix, sigma: float, n_bands: in
                              f"{pairs.residual[:n_bands].max():.1e}); S(k) may not be positive definite: {S_FIXES}",
                              path)
         result = pairs.energies(sigma)[:n_bands], pairs.vectors(n_bands)
+    return _finish(result, sigma, stats, vectors)
+
+
+def _finish(result, sigma: float, stats: dict, vectors: bool):
+    """Sort the (energies, vectors) found, record this k's band edges around sigma in ``stats``."""
     energies, vecs = result
     order = np.argsort(energies)
+    below, above = energies[energies < sigma], energies[energies > sigma]
+    stats["edges"] = (float(below.max()), float(above.min())) if len(below) and len(above) else None
     return (energies[order], vecs[:, order]) if vectors else energies[order]
 
 
@@ -215,10 +238,9 @@ def _converged(pairs: RitzPairs, n_wanted: int, tol: float) -> bool:
     return m == n_wanted and bool(np.all(pairs.residual[:m] <= tol * np.abs(pairs.nu[:m])))
 
 
-def _edge_slices(rough: RitzPairs, sigma: float, n_bands: int, below_sigma, factor_at, lanczos, width: int,
-                 tol: float):
-    """The ``n_bands`` states nearest sigma from shifts next to the band edges found by ``rough``, or None
-    when sigma is not inside a gap or a check fails (the caller then solves at sigma)."""
+def _sides_from_rough(rough: RitzPairs, sigma: float, width: int) -> dict | None:
+    """Per side of sigma: (distance of its edge from sigma, at least; the shift next to the edge; start
+    vectors), from the rough pass's Ritz pairs; None when sigma is not inside a gap."""
     e = rough.energies(sigma)
     err = rough.energy_errors()
     sides = {}
@@ -234,31 +256,59 @@ def _edge_slices(rough: RitzPairs, sigma: float, n_bands: int, below_sigma, fact
         # catch a miss), and much better separated than one err[i] (a loose bound) into the gap.
         offset = min(EDGE_OFFSET_EV, 0.5 * distance)
         shift = e[i] + offset if side == "valence" else e[i] - offset
-        sides[side] = (distance - err[i], shift, mask)
-    found, vecs, reach = [], [], {}
+        sides[side] = (distance - err[i], shift, lambda mask=mask: rough.vectors(np.flatnonzero(mask)[:width]))
+    return sides
+
+
+def _sides_from_edges(edges: tuple[float, float], sigma: float, n: int, width: int, dtype, v0) -> dict:
+    """Per side of sigma as :func:`_sides_from_rough`, from a neighbouring k's edges; the start block is that
+    k's eigenvectors (``v0``, if given) and random columns."""
+    sides = {}
+    for side, edge in (("valence", edges[0]), ("conduction", edges[1])):
+        distance = abs(edge - sigma)
+        offset = min(EDGE_OFFSET_EV, 0.5 * distance)
+        shift = edge + offset if side == "valence" else edge - offset
+        sides[side] = (distance, shift, lambda: _start_block(n, width, dtype, v0))
+    return sides
+
+
+def _edge_slices(sides: dict, sigma: float, n_bands: int, below_sigma, factor_at, lanczos, tol: float,
+                 both: bool = False):
+    """The ``n_bands`` states nearest sigma from shifts next to the band edges of ``sides``
+    (:func:`_sides_from_rough`), or None when a check fails (the caller then solves otherwise).
+
+    Checks: with the inertia at sigma (``below_sigma``), each shift's inertia must count the states found
+    between it and sigma; without it (``both``: every side is solved), the two shifts' inertias must count
+    the states found between them; in every case the slices must reach the n_bands-th state from sigma."""
+    found, vecs, reach, counted = [], [], {}, []
     for side in sorted(sides, key=lambda x: sides[x][0]):  # the nearer edge first
-        if found:  # the other side is needed only if its edge is nearer than the n_bands-th state so far
+        if found and not both:  # the other side is needed only if its edge is nearer than the n_bands-th state
             kth = np.sort(np.abs(np.concatenate(found) - sigma))[min(n_bands, sum(map(len, found))) - 1]
             if sum(map(len, found)) >= n_bands and kth < sides[side][0]:
                 break
-        _, shift, mask = sides[side]
+        _, shift, start = sides[side]
         below_shift = factor_at(shift)
-        start = rough.vectors(np.flatnonzero(mask)[:width])  # this side's best Ritz vectors
-        pairs = lanczos(start)
+        pairs = lanczos(start())
         if not _converged(pairs, n_bands, tol):
             return None
         vals = pairs.energies(shift)[:n_bands]
         keep = vals < sigma if side == "valence" else vals > sigma
         # the slice covers [shift - rho, shift + rho]: every state of this side from the edge out to rho
         rho = np.abs(vals - shift).max()
+        lo, hi = sorted((shift, sigma))
+        between = np.count_nonzero((vals >= lo) & (vals < hi))  # states found between shift and sigma
         if below_sigma is not None and below_shift is not None:  # Sylvester: states between shift and sigma
-            lo, hi = sorted((shift, sigma))
-            if abs(below_sigma - below_shift) != np.count_nonzero((vals >= lo) & (vals < hi)):
+            if abs(below_sigma - below_shift) != between:
                 logger.warning("edge slicing missed a state between %.4f and %.4f eV; solving at sigma", lo, hi)
                 return None
+        counted.append((below_shift, between))
         found.append(vals[keep])
         vecs.append(pairs.vectors(n_bands)[:, keep])
         reach[side] = abs(shift - sigma) + rho
+    if below_sigma is None and len(counted) == 2 and None not in (counted[0][0], counted[1][0]):
+        if abs(counted[0][0] - counted[1][0]) != counted[0][1] + counted[1][1]:
+            logger.warning("edge slicing from the previous k's edges missed a state between the shifts")
+            return None
     vals, vecs = np.concatenate(found), np.hstack(vecs)
     pick = np.argsort(np.abs(vals - sigma), kind="stable")[:n_bands]
     if len(pick) < n_bands or any(np.abs(vals[pick] - sigma).max() > r for r in reach.values()):

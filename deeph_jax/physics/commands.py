@@ -138,7 +138,8 @@ def register(sub) -> None:
     p.add_argument("--sigma", type=float, default=0.1, help="Gaussian width (dense) or KPM resolution, eV (0.1)")
     p.add_argument("--method", default="auto", choices=["auto", "dense", "kpm"], help="auto: by size (default)")
     p.add_argument("--moments", type=int, default=None, help="kpm: Chebyshev moments (default from --sigma)")
-    p.add_argument("--vectors", type=int, default=16, help="kpm: random vectors (default 16)")
+    p.add_argument("--vectors", type=int, default=None,
+                   help="kpm: random vectors (default: 16 up to ~4,000 orbitals, fewer above, at least 2)")
     p.add_argument("--seed", type=int, default=0, help="kpm: random-vector seed (default 0)")
     p.add_argument("--hamiltonian", **common)
     p.add_argument("--out", default=None, help="output .npz or .h5 (default DIR/dos.npz)")

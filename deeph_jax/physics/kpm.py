@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from deeph_jax.errors import DeephError
 
@@ -68,28 +67,119 @@ def resolution_eV(moments: KPMMoments) -> float:
     return math.pi * moments.half_width / moments.n_moments
 
 
-def spectral_bounds(h: sp.spmatrix, s: sp.spmatrix, margin: float = 0.05) -> tuple[float, float]:
-    """Lowest and highest generalized eigenvalue (eV) by Lanczos, widened by ``margin`` of the width."""
-    solve = s_solver(s)
-    dtype = np.result_type(h.dtype, s.dtype)
-    op = spla.LinearOperator(h.shape, matvec=lambda v: solve(h @ v), dtype=dtype)
-    v0 = np.random.default_rng(0).standard_normal(h.shape[0]).astype(dtype)  # reproducible (and equal per process)
-    ends = []
-    for which in ("LR", "SR"):
-        # an error of 1e-3 of an end (~0.03 eV here) is far below the 5 % margin (~2.5 eV), and the
-        # tighter 1e-6 made the bounds cost more than the moments at 10^4 atoms
-        vals = spla.eigs(op, k=1, which=which, tol=1e-3, maxiter=5000, v0=v0, return_eigenvectors=False)
-        ends.append(float(np.real(vals[0])))
-    hi, lo = ends
+def spectral_bounds(h: sp.spmatrix, s: sp.spmatrix, margin: float = 0.05, steps: int = 60) -> tuple[float, float]:
+    """Lowest and highest generalized eigenvalue (eV), widened by ``margin`` of the width.
+
+    ``steps`` of Lanczos in the S inner product: the extreme Ritz values converge first, and 60 steps put
+    them well inside the 5 % margin (the moments check that the spectrum stays inside). ARPACK asked for
+    a converged residual instead and needed hundreds of S solves per end at 10^4 atoms."""
+    lo, hi = lanczos_extremes(lambda v: h @ v, s, s_solver(s), steps)
     pad = margin * (hi - lo)
     return lo - pad, hi + pad
 
 
-DENSE_S_MAX = 6000  # orbitals up to which S^-1 x uses a dense Cholesky factor
+def lanczos_extremes(apply_h, s, solve, steps: int, seed: int = 0) -> tuple[float, float]:
+    """Extreme Ritz values after ``steps`` Lanczos steps with full reorthogonalization: of the pencil
+    (H, S) in the S inner product, or of the standard problem of ``apply_h`` when ``solve`` is None (``s``
+    then only gives the dimension and dtype). Every product is on whole vectors, so a distributed row-block
+    S works as well."""
+    n = s.shape[0]
+    dtype = np.result_type(s.dtype, np.float64)
+    times_s = (lambda v: s @ v) if solve is not None else (lambda v: v)  # noqa: E731
+    solve = solve if solve is not None else (lambda v: v)  # noqa: E731
+    q = np.random.default_rng(seed).standard_normal(n).astype(dtype)  # the same start on every process
+    sq = times_s(q)
+    norm = math.sqrt(float(np.vdot(q, sq).real))
+    q, sq = q / norm, sq / norm
+    basis, s_basis, alphas, betas = [], [], [], []
+    for _ in range(min(steps, n)):
+        hq = apply_h(q)
+        alpha = float(np.vdot(q, hq).real)
+        basis.append(q)
+        s_basis.append(sq)
+        alphas.append(alpha)
+        su = hq - alpha * sq - (betas[-1] * s_basis[-2] if betas else 0.0)  # S u, from S A q = H q
+        u = solve(hq) - alpha * q - (betas[-1] * basis[-2] if betas else 0.0)
+        for _ in range(2):  # full reorthogonalization in the S inner product
+            c = np.array([np.vdot(w, u) for w in s_basis])
+            u = u - sum(ci * b for ci, b in zip(c, basis))
+            su = su - sum(ci * b for ci, b in zip(c, s_basis))
+        beta = math.sqrt(max(float(np.vdot(u, su).real), 0.0))
+        if beta <= 1e-12 * max(abs(alpha), 1.0):
+            break  # invariant subspace: the Ritz values are eigenvalues
+        betas.append(beta)
+        q, sq = u / beta, su / beta
+    import scipy.linalg
+
+    m = len(alphas)
+    ritz = scipy.linalg.eigh_tridiagonal(np.array(alphas), np.array(betas[: m - 1]), eigvals_only=True)
+    return float(ritz[0]), float(ritz[-1])
 
 
-def s_solver(s: sp.spmatrix, dense_max_dim: int = DENSE_S_MAX, tol: float = 1e-12):
-    """A function x -> S^-1 x for vectors or (n, R) blocks.
+def overlap_inverse_sqrt(s, r: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+    """S^-1/2 r for an (n, R) block, by a Chebyshev expansion of x^-1/2 over S's spectrum (S products only,
+    so it works on any matrix-like S with ``@``, a distributed row block too).
+
+    The interval comes from a short Lanczos run on S, widened; the result is checked a posteriori
+    (p(S) S p(S) r = r) and the interval widened again if S has eigenvalues the first one missed."""
+    low, high = lanczos_extremes(lambda v: s @ v, s, None, 40, seed=1)
+    if low <= 0:
+        raise DeephError("overlap matrix is not positive definite")
+    lo, hi = 0.8 * low, 1.05 * high
+    for _ in range(4):
+        apply = _chebyshev_inverse_sqrt(s, lo, hi, tol)
+        z = apply(r)
+        first, z0 = (r[:, :1], z[:, :1]) if r.ndim == 2 else (r, z)  # one column tells whether S fits [lo, hi]
+        if np.linalg.norm(apply(s @ z0) - first) <= 1e3 * tol * np.linalg.norm(first):
+            return z
+        lo *= 0.5
+    raise DeephError("S^-1/2 by Chebyshev expansion did not converge: the overlap matrix is (nearly) singular")
+
+
+def _chebyshev_inverse_sqrt(s, lo: float, hi: float, tol: float):
+    """x -> p(S) x with p the Chebyshev interpolant of t^-1/2 on [lo, hi], degree set by ``tol``."""
+    from numpy.polynomial import chebyshev
+
+    center, half = 0.5 * (hi + lo), 0.5 * (hi - lo)
+    degree = 8
+    while True:
+        c = chebyshev.chebinterpolate(lambda x: (center + half * x) ** -0.5, degree)
+        if np.abs(c[-3:]).max() <= tol * abs(c[0]) or degree > 4000:
+            break
+        degree *= 2
+    keep = np.flatnonzero(np.abs(c) > 0.1 * tol * abs(c[0]))
+    c = c[: keep[-1] + 1]
+
+    def apply(x):
+        t_prev, t = x, (s @ x - center * x) / half
+        out = c[0] * t_prev + c[1] * t
+        for ck in c[2:]:
+            t_prev, t = t, 2.0 * (s @ t - center * t) / half - t_prev
+            out = out + ck * t
+        return out
+
+    return apply
+
+
+DENSE_S_MAX = 6000  # orbitals up to which S^-1 x uses a dense Cholesky factor when no sparse factor is at hand
+DENSE_S_MAX_WITH_PARDISO = 1500  # with PARDISO: its single-precision factor solved 16 vectors 1.7x faster at 3,872
+
+
+def s_solver_route(s, dense_max_dim: int | None = None) -> str:
+    """How :func:`s_solver` solves S x = b: "dense" (Cholesky), "sparse-single" (single-precision PARDISO
+    factor, one refinement step) or "cg" (Jacobi block conjugate gradients: no MKL, or a distributed S)."""
+    from deeph_jax.physics.sparse_solve import available_backends
+
+    pardiso = sp.issparse(s) and "pardiso" in available_backends()
+    if dense_max_dim is None:
+        dense_max_dim = DENSE_S_MAX_WITH_PARDISO if pardiso else DENSE_S_MAX
+    if sp.issparse(s) and s.shape[0] <= dense_max_dim:
+        return "dense"
+    return "sparse-single" if pardiso else "cg"
+
+
+def s_solver(s: sp.spmatrix, dense_max_dim: int | None = None, tol: float = 1e-12):
+    """A function x -> S^-1 x for vectors or (n, R) blocks, by the route of :func:`s_solver_route`.
 
     Small S: a dense Cholesky factor (SuperLU's many-right-hand-side solve is ~40x slower at 512 orbitals).
     Large sparse S with MKL: a single-precision PARDISO factorization and one step of iterative refinement
@@ -99,9 +189,10 @@ def s_solver(s: sp.spmatrix, dense_max_dim: int = DENSE_S_MAX, tol: float = 1e-1
     """
     import scipy.linalg
 
-    from deeph_jax.physics.sparse_solve import available_backends, make_factorization
+    from deeph_jax.physics.sparse_solve import make_factorization
 
-    if sp.issparse(s) and s.shape[0] <= dense_max_dim:
+    route = s_solver_route(s, dense_max_dim)
+    if route == "dense":
         try:
             factor = scipy.linalg.cho_factor(s.toarray())
         except np.linalg.LinAlgError:
@@ -110,7 +201,7 @@ def s_solver(s: sp.spmatrix, dense_max_dim: int = DENSE_S_MAX, tol: float = 1e-1
     diag = s.diagonal().real
     if np.any(diag <= 0):
         raise DeephError("overlap matrix has a non-positive diagonal: not positive definite")
-    if sp.issparse(s) and "pardiso" in available_backends():
+    if route == "sparse-single":
         s = sp.csr_matrix(s)
         s.sum_duplicates()
         factor = make_factorization("pardiso", np.iscomplexobj(s.data), single=True).factorize(s)
@@ -129,6 +220,13 @@ def s_solver(s: sp.spmatrix, dense_max_dim: int = DENSE_S_MAX, tol: float = 1e-1
         return block_cg(s, np.asarray(b), inv_diag, tol)
 
     return solve
+
+
+def default_vectors(dimension: int) -> int:
+    """Random vectors for a trace of this dimension: the relative error of each moment falls as
+    1 / sqrt(R dimension), so large matrices need few; 16 up to ~4,000 orbitals, then ~65,000 / dimension,
+    at least 2 (for an error bar)."""
+    return int(min(16, max(2, math.ceil(65000 / dimension))))
 
 
 def block_cg(a: sp.spmatrix, b: np.ndarray, inv_diag: np.ndarray, tol: float = 1e-12, max_iter: int = 1000):
@@ -168,30 +266,62 @@ def kpm_moments(h: sp.spmatrix, s: sp.spmatrix, n_moments: int = 400, n_vectors:
         n_moments: N; resolution ~ pi (E_max - E_min) / (2 N).
         n_vectors: R random +-1 vectors; the error of each moment falls as 1 / sqrt(R dimension).
         bounds: (E_min, E_max) in eV enclosing the spectrum (default: Lanczos, widened by 5 %).
+
+    The trace is sampled with z = S^-1/2 r (r random +-1), so that E[z z^H] = S^-1 and
+    mu_n = E[z^H S T_n(A') z] = E[r^H T_n(S^-1/2 H S^-1/2) r]: Hutchinson's estimator of the Loewdin-orthogonal
+    H. A' = S^-1 H is self-adjoint in the S inner product, so T_2n = 2 T_n^2 - 1 and T_2n+1 = 2 T_n+1 T_n - T_1
+    give two moments per product (Weisse et al. sec. II.D): (N - 1) / 2 H products and S solves instead of
+    N - 1. S v_n is carried by the same recursion (S A' v = (H v - b S v) / a), so it costs no S product.
     """
     if n_moments < 2 or n_vectors < 1:
         raise DeephError(f"KPM needs >= 2 moments and >= 1 random vector, got {n_moments} and {n_vectors}")
     t0 = time.perf_counter()
     h = sp.csr_matrix(h) if sp.issparse(h) else h
-    lo, hi = bounds if bounds is not None else spectral_bounds(h, s)
-    center, half = 0.5 * (hi + lo), 0.5 * (hi - lo)
     solve = s_solver(s)
+    given = bounds is not None
+    for margin in (0.05, 0.25):
+        lo, hi = bounds if given else spectral_bounds(h, s, margin)
+        out = _moments(h, s, solve, 0.5 * (hi + lo), 0.5 * (hi - lo), n_moments, n_vectors, seed, progress)
+        # |r^H T_n(X) r| <= r^H r for a Hermitian X with its spectrum in [-1, 1]: larger moments mean
+        # the bounds missed part of the spectrum and the series grows without bound
+        if np.all(np.abs(out) <= (1 + 1e-6) * out[:, :1]):
+            return KPMMoments(out, 0.5 * (hi + lo), 0.5 * (hi - lo), h.shape[0], time.perf_counter() - t0)
+        if given:
+            break
+    raise DeephError(f"the KPM spectral bounds [{lo:.3f}, {hi:.3f}] eV do not enclose the spectrum "
+                     "(the moments grow): give wider bounds")
+
+
+def _moments(h, s, solve, center: float, half: float, n_moments: int, n_vectors: int, seed: int,
+             progress: bool) -> np.ndarray:
+    """(R, N) moments z^H S T_n(A') z, z = S^-1/2 r, two per H product (see :func:`kpm_moments`)."""
     rng = np.random.default_rng(seed)
     r = rng.choice([-1.0, 1.0], size=(h.shape[0], n_vectors))
+    dot = lambda x, y: np.einsum("ij,ij->j", x.conj(), y).real  # noqa: E731  (per column)
 
-    def apply(v):  # A' v = (S^-1 H v - b v) / a
-        return (solve(h @ v) - center * v) / half
-
+    v_prev = overlap_inverse_sqrt(s, r)  # v_0 = z
+    w_prev = s @ v_prev  # w_n = S v_n
+    u = (h @ v_prev - center * w_prev) / half  # S A' v_0
+    v, w = solve(u), u
     out = np.empty((n_vectors, n_moments))
-    v_prev, v = r, apply(r)
-    out[:, 0] = np.einsum("ij,ij->j", r, r).real
-    out[:, 1] = np.einsum("ij,ij->j", r, v).real
+    out[:, 0] = dot(v_prev, w_prev)
+    out[:, 1] = dot(v, w_prev)
+    mu0, mu1 = out[:, 0].copy(), out[:, 1].copy()
     from tqdm import tqdm
 
-    for n in tqdm(range(2, n_moments), desc="KPM moments", unit="moment", disable=not progress):
-        v_prev, v = v, 2.0 * apply(v) - v_prev
-        out[:, n] = np.einsum("ij,ij->j", r, v).real
-    return KPMMoments(out, center, half, h.shape[0], time.perf_counter() - t0)
+    steps = n_moments // 2  # v_1 .. v_m give mu_0 .. mu_2m, and 2m >= N - 1
+    for m in tqdm(range(1, steps + 1), desc="KPM moments", unit="step", disable=not progress):
+        # here v = v_m, w = S v_m; v_prev = v_(m-1), w_prev = S v_(m-1)
+        if 2 * m < n_moments:
+            out[:, 2 * m] = 2.0 * dot(v, w) - mu0
+        if 2 * m - 1 < n_moments and m > 1:
+            out[:, 2 * m - 1] = 2.0 * dot(v, w_prev) - mu1
+        if m == steps:
+            break
+        u = (h @ v - center * w) / half
+        v_prev, v = v, 2.0 * solve(u) - v_prev
+        w_prev, w = w, 2.0 * u - w_prev
+    return out
 
 
 def moments_for_resolution(half_width_eV: float, resolution_eV_: float, max_moments: int = 20000) -> int:
@@ -319,4 +449,4 @@ def exact_moments(eigenvalues: np.ndarray, center: float, half_width: float, n_m
 
 
 __all__ = ["KPMFermi", "KPMMoments", "exact_moments", "jackson_kernel", "kpm_dos", "kpm_fermi_level", "kpm_integrated_dos",
-           "kpm_moments", "resolution_eV", "spectral_bounds"]
+           "default_vectors", "kpm_moments", "lanczos_extremes", "s_solver_route", "overlap_inverse_sqrt", "resolution_eV", "spectral_bounds"]

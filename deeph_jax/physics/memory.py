@@ -31,26 +31,31 @@ def dense_eigen_bytes(dimension: int, complex_: bool) -> float:
     return 5.0 * dimension**2 * (16 if complex_ else 8)
 
 
+def factor_bytes(dimension: int, nnz: int, scalar: int) -> float:
+    """The LDL^T factor of a sparse matrix with ``nnz`` entries (both triangles) and ``scalar`` bytes per entry.
+    The factor of a 2D sheet (nested dissection) held 10.7 entries per upper-triangle entry of H at 39,200
+    orbitals and 8.4 at 15,488 (hBN, 10 A): that growth, (n)^0.26, is extrapolated."""
+    fill = 8.4 * max(dimension / 15488.0, 1.0) ** 0.26
+    return fill * nnz / 2.0 * scalar
+
+
 def shift_invert_bytes(dimension: int, nnz: int, complex_: bool) -> float:
     """Sparse shift-invert at one k: H(k), S(k) and H - sigma S (value + index per entry), the LDL^T factor
-    and ~60 Lanczos blocks of 20 vectors. The factor of a 2D sheet (nested dissection) held 10.7 entries per
-    upper-triangle entry of H at 39,200 orbitals and 8.4 at 15,488 (hBN, 10 A): that growth, (n)^0.26, is
-    extrapolated."""
+    (:func:`factor_bytes`) and ~60 Lanczos blocks of 20 vectors."""
     scalar = 16 if complex_ else 8
-    fill = 8.4 * max(dimension / 15488.0, 1.0) ** 0.26
-    factor = fill * nnz / 2.0 * scalar
-    return 3.0 * nnz * (scalar + 4) + factor + 2.0 * 1200 * dimension * scalar
+    return 3.0 * nnz * (scalar + 4) + factor_bytes(dimension, nnz, scalar) + 2.0 * 1200 * dimension * scalar
 
 
-def kpm_bytes(dimension: int, nnz: int, n_vectors: int, complex_: bool, dense_s_max: int) -> float:
+def kpm_bytes(dimension: int, nnz: int, n_vectors: int, complex_: bool, s_route: str) -> float:
     """KPM: sparse H and S (value + column index per entry, twice for the symmetrized copies), about eight
-    blocks of n x R vectors (Chebyshev recursion and the conjugate-gradient S solve), and a dense Cholesky
-    factor of S when ``dimension <= dense_s_max``."""
+    blocks of n x R vectors (Chebyshev recursion and the S solve), and the S factor of ``s_route``
+    (:func:`deeph_jax.physics.kpm.s_solver_route`): dense Cholesky, a single-precision sparse factor, or
+    none (conjugate gradients)."""
     scalar = 16 if complex_ else 8
     sparse = 2.0 * 2.0 * nnz * (scalar + 4)
     vectors = 8.0 * dimension * n_vectors * scalar
-    factor = dimension**2 * scalar if dimension <= dense_s_max else 0.0
-    return sparse + vectors + factor
+    factor = {"dense": dimension**2 * scalar, "sparse-single": factor_bytes(dimension, nnz, scalar // 2)}
+    return sparse + vectors + factor.get(s_route, 0.0)
 
 
 def check_fits(need: float, what: str, instead: str, path=None, available: float | None = None) -> None:

@@ -217,7 +217,7 @@ def choose_dos_method(method: str, dimension: int) -> str:
 
 
 def run_dos(folder, kmesh, hamiltonian=None, sigma=0.1, out=None, plot=True, method="auto",
-            n_moments=None, n_vectors=16, seed=0) -> dict:
+            n_moments=None, n_vectors=None, seed=0) -> dict:
     """DOS (states/eV/cell) and E_F. ``method``: dense (Gaussian-smeared eigenvalues on the k-mesh) or kpm
     (Chebyshev moments with the Jackson kernel, resolution ~ ``sigma``, error bars from ``n_vectors``
     random vectors); ``auto`` picks by size and says which."""
@@ -228,7 +228,7 @@ def run_dos(folder, kmesh, hamiltonian=None, sigma=0.1, out=None, plot=True, met
     out = checks.check_output(out, folder, "dos.npz")
     kmesh = checks.check_kmesh(kmesh)
     sigma = checks.check_positive_energy(sigma, "--sigma")
-    if n_vectors < 2:
+    if n_vectors is not None and n_vectors < 2:
         raise DeephError(f"--vectors must be >= 2 (error bars need two), got {n_vectors}")
     if n_moments is not None and n_moments < 64:
         raise DeephError(f"--moments must be >= 64, got {n_moments}")
@@ -272,7 +272,9 @@ def _kpm_dos(data, which, folder, kmesh, kpoints, sigma, out, plot, n_moments, n
     dimension = pairs[0][0].shape[0]
     nnz = max(h.nnz + s.nnz for h, s in pairs)
     complex_any = any(np.iscomplexobj(h.data) for h, _ in pairs)
-    memory.check_fits(memory.kpm_bytes(dimension, nnz, n_vectors, complex_any, kpm.DENSE_S_MAX),
+    if n_vectors is None:
+        n_vectors = kpm.default_vectors(dimension)
+    memory.check_fits(memory.kpm_bytes(dimension, nnz, n_vectors, complex_any, kpm.s_solver_route(pairs[0][1])),
                       f"KPM of {dimension:,} orbitals", "use fewer --vectors or a machine with more memory", folder)
     moments = kpm.kpm_moments_mesh(pairs, n_moments, resolution=sigma, n_vectors=n_vectors, seed=seed,
                                    progress=True)

@@ -97,3 +97,56 @@ def test_sparse_s_solver_accurate(monkeypatch):
         x = solve(b)
         assert np.abs(x - exact).max() < 1e-9 * np.abs(exact).max()
         assert np.abs(solve(b[:, 0]) - exact[:, 0]).max() < 1e-9 * np.abs(exact).max()
+
+
+def test_overlap_inverse_sqrt_against_eigh():
+    """S^-1/2 r by the Chebyshev expansion equals V diag(lambda^-1/2) V^H r from a dense eigendecomposition,
+    real (Gamma) and complex (generic k)."""
+    import scipy.linalg
+
+    from deeph_jax.physics.bands import bloch_pencil
+    from deeph_jax.physics.kpm import overlap_inverse_sqrt
+
+    big = tile_deeph(read_deeph_dir(SMALL), (2, 2, 1))
+    r = np.random.default_rng(3).choice([-1.0, 1.0], size=(big.atom_offsets[-1], 2))
+    for k in (np.zeros(3), np.array([0.13, 0.31, 0.0])):
+        _, s = bloch_pencil(big, k)
+        lam, vec = scipy.linalg.eigh(s.toarray())
+        exact = vec @ ((lam ** -0.5)[:, None] * (vec.conj().T @ r))
+        z = overlap_inverse_sqrt(s, r.astype(s.dtype))
+        assert np.abs(z - exact).max() < 1e-8 * np.abs(exact).max()
+
+
+def test_moment_doubling_equals_the_direct_recursion():
+    """The moments from two per product (T_2n = 2 T_n^2 - 1, T_2n+1 = 2 T_n+1 T_n - T_1 in the S inner product)
+    equal z^H S T_n(A') z from the plain three-term recursion with a dense S^-1 H, at a complex k, for odd
+    and even numbers of moments."""
+    from deeph_jax.physics.bands import bloch_pencil
+    from deeph_jax.physics.kpm import overlap_inverse_sqrt
+
+    big = tile_deeph(read_deeph_dir(SMALL), (2, 2, 1))
+    h, s = bloch_pencil(big, np.array([0.21, 0.07, 0.0]))
+    lo, hi = -40.0, 60.0
+    b, a = 0.5 * (hi + lo), 0.5 * (hi - lo)
+    ap = (np.linalg.solve(s.toarray(), h.toarray()) - b * np.eye(h.shape[0])) / a
+    for n_moments in (9, 10):
+        m = kpm_moments(h, s, n_moments=n_moments, n_vectors=3, seed=4, bounds=(lo, hi))
+        r = np.random.default_rng(4).choice([-1.0, 1.0], size=(h.shape[0], 3))
+        z = overlap_inverse_sqrt(s, r)
+        sz = s @ z
+        t_prev, t = z, ap @ z
+        direct = [np.einsum("ij,ij->j", sz.conj(), t_prev).real, np.einsum("ij,ij->j", sz.conj(), t).real]
+        for _ in range(2, n_moments):
+            t_prev, t = t, 2 * ap @ t - t_prev
+            direct.append(np.einsum("ij,ij->j", sz.conj(), t).real)
+        assert m.per_vector.shape == (3, n_moments)
+        assert np.abs(m.per_vector - np.array(direct).T).max() < 1e-8 * h.shape[0]
+
+
+def test_bounds_that_miss_the_spectrum_are_refused(system):
+    """Bounds inside the spectrum make the Chebyshev series grow: one clear error, not a wrong DOS."""
+    from deeph_jax.errors import DeephError
+
+    _, exact, h, s, _ = system
+    with pytest.raises(DeephError, match="do not enclose the spectrum"):
+        kpm_moments(h, s, n_moments=200, n_vectors=2, bounds=(exact.min() + 2.0, exact.max()))
