@@ -111,9 +111,25 @@ class CrystalSettings:
         lengths = np.linalg.norm(structure.cell, axis=1)
         scf = self.kmesh or tuple(1 if v else max(1, int(np.ceil(self.kspacing_length / L - 1e-6)))
                                   for v, L in zip(vac, lengths))
-        dense = self.dense_kmesh or tuple(1 if v else max(1, int(np.ceil(self.bvk_min / L - 1e-6)))
-                                          for v, L in zip(vac, lengths))
+        dense = self.dense_kmesh or _dense_mesh(structure.cell, vac, self.bvk_min)
         return tuple(int(x) for x in scf), tuple(int(x) for x in dense), vac
+
+
+def _dense_mesh(cell: np.ndarray, vac, bvk_min: float) -> tuple:
+    """ceil(bvk_min / |a_i|) along each periodic direction, then grown one direction at a time until the
+    shortest BvK vector reaches ``bvk_min``: a sheared (strained) cell can have a diagonal
+    a_1 - a_2 of the supercell shorter than both edges."""
+    lengths = np.linalg.norm(cell, axis=1)
+    mesh = [1 if v else max(1, int(np.ceil(bvk_min / L - 1e-6))) for v, L in zip(vac, lengths)]
+    periodic = tuple(not v for v in vac)
+    while shortest_bvk_length(cell, mesh, periodic) < bvk_min - 1e-6:
+        trials = []
+        for i in (i for i, p in enumerate(periodic) if p):
+            m = list(mesh)
+            m[i] += 1
+            trials.append((-shortest_bvk_length(cell, m, periodic), int(np.prod(m)), m))
+        mesh = min(trials)[2]
+    return tuple(mesh)
 
 
 def build_cell(structure: Structure, settings: CrystalSettings, path=None):
@@ -156,6 +172,9 @@ def make_kmf(cell, kpts, settings: CrystalSettings, spin_polarized: bool = False
     return mf
 
 
+_G_CHUNK = 1 << 18
+
+
 def fast_hcore(mf, cell=None, kpts=None):
     """h_core(k) = T + V_loc + V_nl, as PySCF's multigrid ``get_hcore`` but with the non-local GTH
     projectors from the analytic real-space integrals (``pp_int.get_pp_nl``) instead of PySCF's
@@ -175,7 +194,11 @@ def fast_hcore(mf, cell=None, kpts=None):
     if not (cell.pseudo and isinstance(ni, MultiGridNumInt)) or len(cell._ecpbas) > 0:
         return type(mf).get_hcore(mf, cell, kpts[0] if single else kpts)
     Gv = cell.get_Gv(ni.mesh)
-    vloc_g = -np.einsum("ij,ij->j", cell.get_SI(Gv), pp_int.get_gth_vlocG_part1(cell, Gv))
+    # in chunks of G: the structure factor of a 72-atom cell on its full FFT mesh alone is ~27 GB
+    vloc_g = np.empty(len(Gv), dtype=np.complex128)
+    for start in range(0, len(Gv), _G_CHUNK):
+        g = Gv[start:start + _G_CHUNK]
+        vloc_g[start:start + len(g)] = -np.einsum("ij,ij->j", cell.get_SI(g), pp_int.get_gth_vlocG_part1(cell, g))
     vpp = np.asarray(_get_j_pass2(ni, vloc_g, 1, kpts)[0], dtype=np.complex128)
     vpp += np.asarray(pp_int.get_pp_loc_part2(cell, kpts))
     vpp += np.asarray(pp_int.get_pp_nl(cell, kpts))

@@ -117,9 +117,15 @@ def test_crystal_bad_inputs(tmp_path):
         generate_crystals(tmp_path / "o2", n=1, settings=CrystalSettings(cutoff=12.0), progress=False)
 
 
-def test_fast_hcore_equals_pyscf_multigrid_hcore():
-    """The analytic non-local projector h_core is PySCF's multigrid h_core (the SCF and the dense Fock use it)."""
+@pytest.mark.parametrize("g_chunk", [None, 1000])
+def test_fast_hcore_equals_pyscf_multigrid_hcore(monkeypatch, g_chunk):
+    """The analytic non-local projector h_core is PySCF's multigrid h_core (the SCF and the dense Fock use it),
+    also when the local pseudopotential is summed over G in chunks (as a 72-atom cell needs)."""
+    from deeph_jax.dft import crystals
     from deeph_jax.dft.crystals import build_cell, make_kmf
+
+    if g_chunk is not None:
+        monkeypatch.setattr(crystals, "_G_CHUNK", g_chunk)
 
     settings = CrystalSettings()
     cell = build_cell(supercell(named_cell("hbn"), (1, 1, 1)), settings)
@@ -129,3 +135,22 @@ def test_fast_hcore_equals_pyscf_multigrid_hcore():
     ours = mf.get_hcore(cell, kpts)
     ref = type(mf).get_hcore(mf, cell, kpts)
     assert np.abs(ours - ref).max() < 1e-10
+
+
+def test_dense_mesh_reaches_bvk_min_in_a_sheared_cell():
+    """The per-edge rule ceil(20 A / |a_i|) misses a sheared 4x4 hBN cell whose supercell diagonal is shorter
+    than its edges (seen in the 4x4 training set: 19.61 A); the mesh grows until every BvK vector is >= 20 A."""
+    from deeph_jax.dft.crystals import _dense_mesh
+    from deeph_jax.dft.realspace import shortest_bvk_length
+
+    ideal = supercell(named_cell("hbn"), (4, 4, 1)).cell
+    strain = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    strain[:2, :2] += np.array([[0.0, -0.02], [-0.02, 0.0]])  # 2 % shear: |a_1|, |a_2| > 10 A, |a_1 + a_2| < 10 A
+    cell = ideal @ strain
+    vac = (False, False, True)
+    per_edge = tuple(int(np.ceil(20.0 / L - 1e-6)) if not v else 1 for v, L in zip(vac, np.linalg.norm(cell, axis=1)))
+    assert shortest_bvk_length(cell, per_edge, (True, True, False)) < 20.0  # the case the old rule missed
+    mesh = _dense_mesh(cell, vac, 20.0)
+    assert shortest_bvk_length(cell, mesh, (True, True, False)) >= 20.0 and mesh[2] == 1
+    assert np.prod(mesh) <= 6
+    assert _dense_mesh(ideal, vac, 20.0) == (2, 2, 1)  # unchanged where the edges already suffice
