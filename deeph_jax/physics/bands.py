@@ -123,8 +123,9 @@ def solve_shift_invert(h: sp.spmatrix, s: sp.spmatrix, sigma: float, n_bands: in
         edges: (highest state below sigma, lowest above), eV, of a neighbouring k (``stats["edges"]`` of its
             solve): along a band path the edges move little from one k to the next, so the shifts go next to
             them at once and the rough pass is skipped. Both sides are then solved, and in real arithmetic
-            the inertia at the two shifts must count the states found between them; a failed check falls
-            back to the rough pass. (Complex H has no inertia: the reach check alone guards it.)
+            the inertia at the two shifts must count the states found between them; complex H has no
+            inertia, so there no state may lie between a shift and sigma and each edge must have moved by
+            less than half its slice's radius. A failed check falls back to the rough pass.
 
     ``stats["edges"]`` receives this k's edges when sigma lies in a gap.
     """
@@ -301,6 +302,9 @@ def _edge_slices(sides: dict, sigma: float, n_bands: int, below_sigma, factor_at
             if abs(below_sigma - below_shift) != between:
                 logger.warning("edge slicing missed a state between %.4f and %.4f eV; solving at sigma", lo, hi)
                 return None
+        if both and below_shift is None and not _edge_held(vals, shift, sigma, sides[side][0], rho):
+            logger.info("the previous k's %s edge moved too far to trust without inertia", side)
+            return None
         counted.append((below_shift, between))
         found.append(vals[keep])
         vecs.append(pairs.vectors(n_bands)[:, keep])
@@ -315,6 +319,18 @@ def _edge_slices(sides: dict, sigma: float, n_bands: int, below_sigma, factor_at
         logger.info("edge slices do not reach the %d-th state from sigma; solving at sigma", n_bands)
         return None
     return vals[pick], vecs[:, pick]
+
+
+def _edge_held(vals: np.ndarray, shift: float, sigma: float, old_distance: float, rho: float) -> bool:
+    """Without inertia (complex H), whether a slice placed from a neighbouring k's edge can be trusted: no
+    state found between the shift and sigma (else the edge moved into the gap, and further states may lie
+    beyond the slice), and this k's edge within rho / 2 of the neighbour's (bands move continuously along a
+    path; a jump comparable to the slice's radius is where a faster band could have passed it unseen)."""
+    lo, hi = sorted((shift, sigma))
+    if np.any((vals > lo) & (vals < hi)):
+        return False
+    edge_distance = np.abs(vals - sigma).min()
+    return abs(edge_distance - old_distance) <= 0.5 * rho
 
 
 def bloch_pencil(data, k) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -332,7 +348,7 @@ def bloch_pencil(data, k) -> tuple[sp.csr_matrix, sp.csr_matrix]:
 
 
 def bands_at(data, kpoints: np.ndarray, n_bands: int | None = None, sigma: float | None = None,
-             progress=None, solver: str = "auto", warm_start: bool = False) -> np.ndarray:
+             progress=None, solver: str = "auto", warm_start: bool = False, stats: list | None = None) -> np.ndarray:
     """Eigenvalues (eV) of a :class:`~deeph_jax.io.DeephStructure` at each k.
 
     Args:
@@ -343,6 +359,11 @@ def bands_at(data, kpoints: np.ndarray, n_bands: int | None = None, sigma: float
         solver: the sparse factorization ("auto", "pardiso", "superlu"); one per arithmetic (real at
             time-reversal-invariant k, complex elsewhere), its ordering reused across k.
         warm_start: the previous k's eigenvectors start the next k's Lanczos block.
+        stats: if a list, one dict per k of :func:`solve_shift_invert`'s statistics (shifts, passes, solves).
+
+    Along a path the previous k's band edges place the next k's shifts at once (``edges`` of
+    :func:`solve_shift_invert`), so only the first k (and any k where they fail the checks) pays for the
+    rough pass that locates them.
 
     Returns:
         (n_k, n_bands) ascending per k.
@@ -352,7 +373,7 @@ def bands_at(data, kpoints: np.ndarray, n_bands: int | None = None, sigma: float
     kpoints = np.asarray(kpoints, dtype=np.float64).reshape(-1, 3)
     real_h = not data.hamiltonian.is_complex
     path = data.path / "overlap.h5" if data.path is not None else None
-    out, factors, previous = [], {}, None
+    out, factors, previous, edges = [], {}, None, None
     it = kpoints if progress is None else progress(kpoints)
     for k in it:
         if n_bands is not None and sigma is not None:
@@ -365,8 +386,12 @@ def bands_at(data, kpoints: np.ndarray, n_bands: int | None = None, sigma: float
                 factors[is_complex] = f, rough
                 logger.info("sparse shift-invert with %s (%s arithmetic)", f.name, "complex" if is_complex else "real")
             f, rough = factors[is_complex]
+            k_stats = {}
             e = solve_shift_invert(h, s, sigma, n_bands, k, path, solver=solver, factor=f, rough_factor=rough,
-                                   v0=previous, vectors=warm_start)
+                                   v0=previous, vectors=warm_start, stats=k_stats, edges=edges)
+            edges = k_stats.get("edges")
+            if stats is not None:
+                stats.append(k_stats)
             if warm_start:
                 e, previous = e
             out.append(e)

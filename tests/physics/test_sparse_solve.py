@@ -176,3 +176,34 @@ def test_single_precision_rough_pass_leaves_double_precision_answers(sheet, monk
         e = solve_shift_invert(h, s, sigma, N_BANDS, solver="pardiso", stats=stats)
         assert np.abs(e - dense_nearest(h, s, sigma)).max() < 1e-8
         assert len(stats["passes"]) >= 2  # the rough pass is never the answer
+
+
+@pytest.mark.skipif("pardiso" not in BACKENDS, reason="needs MKL (pip install mkl)")
+def test_band_path_reuses_the_previous_k_edges(sheet):
+    """Along a path each k after the first starts from its neighbour's band edges (no rough pass at sigma):
+    the same eigenvalues as dense eigh at every k, real (Gamma, M) and complex k alike."""
+    kpath = np.array([[0.0, 0.0, 0.0], [0.05, 0.0, 0.0], [0.1, 0.03, 0.0], [0.25, 0.0, 0.0], [0.5, 0.0, 0.0]])
+    sigma = sheet.fermi_energy_eV
+    stats = []
+    e = bands_at(sheet, kpath, n_bands=N_BANDS, sigma=sigma, stats=stats)
+    for k, got in zip(kpath, e):
+        h, s = pencil(sheet, k)
+        assert np.abs(got - dense_nearest(h, s, sigma)).max() < 1e-8
+    assert stats[0]["shifts"][0] == sigma  # the first k locates its edges from sigma
+    reused = [st for st in stats[1:] if sigma not in st["shifts"]]
+    assert len(reused) >= 3  # later k went straight to shifts next to the previous edges
+    assert all(len(st["shifts"]) == 2 for st in reused)  # one factorization per edge
+
+
+@pytest.mark.parametrize("k", [np.zeros(3), GENERIC_K], ids=["gamma-real-inertia", "generic-complex"])
+def test_stale_edges_fall_back_to_the_rough_pass(sheet, k):
+    """Edges far from this k's (a neighbour's 1 eV inside the bands) fail the checks (inertia in real
+    arithmetic, the slice's own states in complex), and the answer still comes out right."""
+    h, s = pencil(sheet, k)
+    sigma = sheet.fermi_energy_eV
+    e_all = scipy.linalg.eigh(h.toarray(), s.toarray(), eigvals_only=True)
+    vbm, cbm = e_all[e_all < sigma].max(), e_all[e_all > sigma].min()
+    stats = {}
+    e = solve_shift_invert(h, s, sigma, N_BANDS, stats=stats, edges=(vbm - 1.0, cbm + 1.0))
+    assert np.abs(e - nearest_bands(e_all[None, :], sigma, N_BANDS)[0]).max() < 1e-8
+    assert sigma in stats["shifts"]  # located anew
