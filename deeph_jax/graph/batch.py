@@ -32,7 +32,9 @@ class GraphBatch(NamedTuple):
         graph_mask: (G,) bool, real graphs.
         h_blocks:   (E, W, W) DFT H blocks in eV, zero-padded (None for inference batches); spinful data:
                     (E, 2W, 2W) complex, quarters [[uu, ud], [du, dd]] each padded to (W, W).
-        s_blocks:   (E, W, W) DFT S blocks (None for inference batches).
+        s_blocks:   (E, W, W) DFT S blocks (training), or the exact overlap at prediction when the model's
+                    basis has PySCF integrals; None otherwise. The long-range channel uses them in its
+                    off-site shift in place of the network's S.
         block_mask: (E,) bool, edges whose block is stored in the data (None for inference).
         node_potentials: (N, n_elements) float, long-range potentials per unit element charge in eV
             (zero on padding nodes; None when the graphs carry none).

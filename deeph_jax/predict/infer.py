@@ -133,8 +133,23 @@ def plan_chunks(graph: PairGraph, predictor: Predictor, chunk_atoms: int | None)
 
 
 def chunk_batch(chunk: Chunk, predictor: Predictor, sizes: tuple[int, int, int]):
-    """The chunk's subgraph as one padded inference batch (host numpy arrays)."""
-    return batch_graphs([chunk.graph], predictor.elements, None, sizes=sizes, dtype=float_dtype())
+    """The chunk's subgraph as one padded inference batch (host numpy arrays); with the exact overlap of its
+    edges when the model has a long-range channel and its basis has PySCF integrals (the channel's off-site
+    shift is phi-weighted S, and was trained on the DFT S)."""
+    batch = batch_graphs([chunk.graph], predictor.elements, None, sizes=sizes, dtype=float_dtype())
+    name = overlap_source(predictor) if predictor.config.long_range_alpha is not None else None
+    if name is None:
+        return batch
+    from deeph_jax.graph.targets import padded_edge_blocks
+    from deeph_jax.model.irreps_blocks import build_layout
+    from deeph_jax.predict.overlap import exact_overlap
+
+    width = build_layout(predictor.basis).width
+    blocks, _ = padded_edge_blocks(chunk.graph, exact_overlap(chunk.graph, name, predictor.basis, checked=True),
+                                   predictor.basis, width=width)
+    s = np.zeros((len(batch.senders), width, width), batch.vectors.dtype)
+    s[: len(blocks)] = blocks
+    return batch._replace(s_blocks=s)
 
 
 class CompiledForward:

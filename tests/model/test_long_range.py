@@ -88,3 +88,37 @@ def test_equivariant_and_hermitian(case):
         err = relabel_error(apply, params, data.structure, data.basis, cutoff, perm, np.array([0.3, -1.1, 0.7]),
                             np.float64, sizes, long_range_alpha=ALPHA)
         assert err <= 1e-9, (name, err)
+
+
+def test_off_site_shift_uses_the_known_overlap(case):
+    """With S blocks in the batch (the DFT S in training, exact integrals at prediction) the off-site shift is
+    -(phi_i + phi_j) / 2 * that S, not the network's S (whose error far out set a ~7 meV floor)."""
+    from deeph_jax.graph import batch_graphs
+    from deeph_jax.graph.targets import padded_edge_blocks
+
+    name, data, cutoff, apply, params, graph, sizes = case
+    full = read_deeph_dir(CASES[name][0], hamiltonian=None)
+    elements = model_elements(data.basis)
+    width = max(data.basis.n_orbitals(e) for e in elements)
+    known, present = padded_edge_blocks(graph, full.overlap, data.basis, width=width)
+    assert present.all()
+    zero_lr = {**params["params"]["long_range"], "charges": jnp.zeros_like(params["params"]["long_range"]["charges"])}
+    zero = {"params": {**params["params"], "long_range": zero_lr}}
+    with jax.enable_x64(True):
+        batch = batch_graphs([graph], elements, sizes=sizes, dtype=np.float64)
+        s_pad = np.zeros((len(batch.senders), width, width))
+        s_pad[: graph.n_edges] = known
+        batch = jax.tree_util.tree_map(jnp.asarray, batch._replace(s_blocks=s_pad))
+        h, s_net = (np.asarray(x)[: graph.n_edges] for x in apply(params, batch))
+        h0, _ = (np.asarray(x)[: graph.n_edges] for x in apply(zero, batch))
+        h_net, _ = predict(apply, params, graph, data.basis, np.float64, sizes)  # no S in the batch
+    q_el = np.asarray(params["params"]["long_range"]["charges"])
+    q = q_el[[elements.index(e) for e in data.structure.symbols]]
+    phi = long_range_kernel(data.structure.positions, data.structure.cell, ALPHA) @ (q - q.mean())
+    off = ~((graph.senders == graph.receivers) & ~graph.vectors.any(axis=1))
+    for e in np.flatnonzero(off)[:200]:
+        i, j = graph.senders[e], graph.receivers[e]
+        np.testing.assert_allclose(h[e] - h0[e], -0.5 * (phi[i] + phi[j]) * known[e], atol=1e-10)
+    # the network's S differs from the known one, and so does the shift made with it
+    assert np.abs(s_net - known)[off].max() > 1e-3
+    assert np.abs(h_net - h)[off].max() > 1e-4

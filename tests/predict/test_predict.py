@@ -186,3 +186,36 @@ def test_chunked_equals_whole_structure_with_long_range_channel():
 
     chunk = make_chunks(g, model_hops(config.num_layers, config.message_cutoff), 40)[0]
     assert chunk.graph.node_potentials is not None and chunk.graph.node_potentials.shape[0] == chunk.graph.n_nodes
+
+
+def test_prediction_feeds_the_exact_overlap_to_the_long_range_channel():
+    """A model with a long-range channel and a PySCF basis gets the exact overlap of each chunk's edges in its
+    batch (the channel's off-site shift was trained on the DFT S); other models get none."""
+    pytest.importorskip("pyscf")
+    from deeph_jax.graph import build_model_graph
+    from deeph_jax.predict.chunks import make_chunks, model_hops
+    from deeph_jax.predict.infer import chunk_batch, chunk_sizes
+    from deeph_jax.predict.overlap import exact_overlap
+
+    config = ModelConfig.from_dict({**TINY_MODEL, "message_cutoff": 2.0, "long_range_alpha": 0.3})
+    g = build_model_graph(hbn_sheet(3), config.cutoff, ["B", "N"], 0.3)
+    params = HamiltonianNet(config, HBN).init(jax.random.PRNGKey(1), batch_graphs([g], ["B", "N"]))
+    chunk = make_chunks(g, model_hops(config.num_layers, config.message_cutoff), 8)[0]
+    sizes = chunk_sizes([chunk])
+    with_lr = Predictor(config, HBN, params, {"basis": "gth-szv"})
+    batch = chunk_batch(chunk, with_lr, sizes)
+    exact = exact_overlap(chunk.graph, "gth-szv", HBN)
+    for e in range(0, chunk.graph.n_edges, 7):
+        a = HBN.n_orbitals(chunk.graph.symbols[chunk.graph.senders[e]])
+        b = HBN.n_orbitals(chunk.graph.symbols[chunk.graph.receivers[e]])
+        np.testing.assert_allclose(batch.s_blocks[e, :a, :b], exact.get(*_key_of(chunk.graph, e)), atol=1e-6)
+    assert not batch.s_blocks[chunk.graph.n_edges:].any()
+    assert chunk_batch(chunk, Predictor(config, HBN, params, {}), sizes).s_blocks is None  # no PySCF basis
+    local = ModelConfig.from_dict({**TINY_MODEL, "message_cutoff": 2.0})
+    assert chunk_batch(chunk, Predictor(local, HBN, params, {"basis": "gth-szv"}), sizes).s_blocks is None
+
+
+def _key_of(graph, e):
+    """(R, i, j) of edge e of a PairGraph, as BlockSparse.get takes them."""
+    pair = graph.atom_pairs[e]
+    return tuple(int(x) for x in pair[:3]), int(pair[3]), int(pair[4])
