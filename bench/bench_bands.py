@@ -16,7 +16,8 @@ exceeds --deepx-max-GB is skipped, the others run with their address space cappe
 recorded as the row's error); its eigenvalues are also compared with ours.
 
 --path: a 40-point band path (Gamma-M-K-Gamma of the supercell) of the --path-size cell with bands_at
-(ordering reused across k; --warm-start: Lanczos starts from the previous k's eigenvectors),
+(ordering reused across k; each k after the first starts from the previous k's band edges, and the k that
+needed the rough pass are recorded; --warm-start: Lanczos starts from the previous k's eigenvectors),
 checked at every k against the small cell's folded k-points.
 
 Raw results go to bench/results/bands-<what>-<date>.json (command and date inside). On a shared machine
@@ -180,10 +181,15 @@ def path_worker(folder: str, sigma: float, solver: str, n_points: int, warm_star
         stamps.append(time.perf_counter())
 
     t0 = time.perf_counter()
+    k_stats = []
     e = bands.bands_at(data, path_kpoints(n_points), N_BANDS, sigma, progress=progress, solver=solver,
-                       warm_start=warm_start)
+                       warm_start=warm_start, stats=k_stats)
     total = time.perf_counter() - t0
-    print(json.dumps({"path_s": total, "per_k_s": np.diff(stamps).tolist(), **log, **usage(), "eig": e.tolist()}))
+    # a k whose shifts include sigma located its edges anew (rough pass); the others started from the previous k's
+    rough = [i for i, st in enumerate(k_stats) if sigma in st.get("shifts", [])]
+    print(json.dumps({"path_s": total, "per_k_s": np.diff(stamps).tolist(), **log, **usage(),
+                      "k_with_rough_pass": rough, "solves_per_k": [st.get("solves") for st in k_stats],
+                      "eig": e.tolist()}))
 
 
 def run(cmd, stderr=subprocess.PIPE) -> dict:
