@@ -261,24 +261,28 @@ def test_collinear_channels_equivariant_float64(collinear, water, channel):
 
 
 # -- spinless bundles unchanged ---------------------------------------------------------------------------
-# Float64 prediction of models/hbn-szv on datasets/hbn-szv/train-2x2/00000 by the code before spin models
-# existed (commit a294018): sum |H|, sum H w, sum |S|, sum S w with w = sin(0, 1, 2, ...) over the blocks.
-HBN_REFERENCE = (3506.681751802444, -30.184533253267062, 197.50289600119262, 3.9367881663719446)
+# Float64 prediction of models/hbn-szv (the long-range model of 2026-12-06) on datasets/hbn-szv/train-2x2/00000,
+# no overlap in the batch (the network's own S in the channel): sum |H|, sum H w, sum |S|, sum S w with
+# w = sin(0, 1, 2, ...) over the blocks. Recorded when that bundle was shipped; the previous bundle (no
+# long-range channel) matched the code before spin models existed (commit a294018) to 1e-12 until then.
+HBN_REFERENCE = (3554.033901645542, -31.824268723530928, 204.56333610032988, 3.9099580971548957)
 
 
 def test_shipped_spinless_bundle_unchanged():
     """A spin = "none" model has exactly the parameter tree (paths, shapes) of the shipped bundle and predicts
-    what it did before. (hbn-szv: the cheaper of the two shipped models to compile; both run through the same
-    spinless path, and tests/model/test_invariants_shipped.py applies both.)"""
+    what it did when shipped. (hbn-szv: the cheaper of the two shipped models to compile; both run through the
+    same spinless path, and tests/model/test_invariants_shipped.py applies both.)"""
     import flax.linen as nn
 
+    from deeph_jax.graph import build_model_graph
     from deeph_jax.predict.infer import load_predictor
 
     predictor = load_predictor(REPO / "models" / "hbn-szv")
-    assert predictor.config.spin == "none"
+    assert predictor.config.spin == "none" and predictor.config.long_range_alpha is not None
     model = HamiltonianNet(predictor.config, predictor.basis)
     structure = read_deeph_dir(REPO / "datasets/hbn-szv/train-2x2/00000", hamiltonian=None, overlap=False).structure
-    graph = build_graph(structure, predictor.config.cutoff)
+    graph = build_model_graph(structure, predictor.config.cutoff, model_elements(predictor.basis),
+                              predictor.config.long_range_alpha)
     with jax.enable_x64(True):
         batch = batch_graphs([graph], model_elements(predictor.basis), dtype=np.float64)
         shapes = jax.eval_shape(lambda: nn.Module.init(model, jax.random.PRNGKey(0), batch))
