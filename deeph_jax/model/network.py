@@ -262,9 +262,10 @@ class HamiltonianNet(nn.Module):
             h = head_h(edges, kind, batch.mirror, edge_mask)
             s_blocks = head_s(edges, kind, batch.mirror, edge_mask)
             if long_range is not None:
-                # The off-site shift is phi-weighted S_ij: with the network's S, its error (~5e-3 where the true
-                # S is ~1e-4, beyond 6 A) times phi (~1 V) put a 7 meV floor under every far block. The known
-                # overlap (the DFT blocks in training, PySCF's integrals at prediction) replaces it when given.
+                # The off-site shift is phi-weighted S_ij: the network's S (off by ~5e-3 beyond 6 A, where the
+                # true S is ~1e-4) carried its error into every shifted block, and the H head learnt to cancel
+                # it. The known overlap (the DFT blocks in training, PySCF's integrals at prediction) replaces
+                # it when given.
                 s_shift = s_blocks if batch.s_blocks is None else jnp.asarray(batch.s_blocks, s_blocks.dtype)
                 h, _ = long_range(h, s_shift, batch.node_potentials, species, senders, receivers, geo.is_self,
                                   edge_mask)

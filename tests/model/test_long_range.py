@@ -92,7 +92,7 @@ def test_equivariant_and_hermitian(case):
 
 def test_off_site_shift_uses_the_known_overlap(case):
     """With S blocks in the batch (the DFT S in training, exact integrals at prediction) the off-site shift is
-    -(phi_i + phi_j) / 2 * that S, not the network's S (whose error far out set a ~7 meV floor)."""
+    -(phi_i + phi_j) / 2 * that S, not the network's S (off by ~5e-3 far out, where S is ~1e-4)."""
     from deeph_jax.graph import batch_graphs
     from deeph_jax.graph.targets import padded_edge_blocks
 
