@@ -169,8 +169,8 @@ def path_worker(folder: str, sigma: float, solver: str, n_points: int, warm_star
     data = read_deeph_dir(folder)
     log, stamps = {}, []
 
-    def factor_for(solver, is_complex):  # times the factorizations bands_at makes
-        return timed_factor(solver, is_complex, log)
+    def factor_for(solver, is_complex, single=False):  # times the factorizations bands_at makes
+        return timed_factor(solver, is_complex, log, single=single)
 
     bands.make_factorization = factor_for
 
