@@ -97,3 +97,19 @@ def test_long_range_kernel_is_invariant():
     # Another choice of cell vectors for the same lattice (a' = a + b): the same potentials.
     other = np.array([cell[0] + cell[1], cell[1], cell[2]])
     np.testing.assert_allclose(long_range_kernel(pos, other, 0.3) @ q, phi, atol=1e-8)
+
+
+def test_element_potentials_switch_to_the_mesh_by_cost_and_agree():
+    """At alpha = 1/A the direct reciprocal sum of a 1,000-atom sheet would need ~20 GB, so element_potentials
+    picks particle-mesh Ewald by the number of terms, not atoms; forced onto the mesh, a 72-atom cell gives the
+    direct kernel's potentials."""
+    from deeph_jax.graph.long_range import DIRECT_MAX_TERMS, direct_sum_terms, element_potentials
+    from deeph_jax.io import read_deeph_dir
+
+    s = read_deeph_dir(REPO / "datasets" / "hbn-szv" / "test-6x6" / "00000", hamiltonian=None).structure
+    direct = element_potentials(s.positions, s.cell, s.symbols, ["B", "N"], 1.0)
+    mesh = element_potentials(s.positions, s.cell, s.symbols, ["B", "N"], 1.0, direct_max_terms=0)
+    assert direct_sum_terms(s.n_atoms, s.cell, 1.0) <= DIRECT_MAX_TERMS  # the first one was direct
+    np.testing.assert_allclose(mesh, direct, atol=1e-4 * np.abs(direct).max())
+    big_cell = np.diag([50.0, 50.0, 20.0])
+    assert direct_sum_terms(1000, big_cell, 1.0) > 20 * DIRECT_MAX_TERMS
