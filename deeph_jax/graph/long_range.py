@@ -21,31 +21,18 @@ from typing import Sequence
 import numpy as np
 
 from deeph_jax.graph.pairs import Cutoff, PairGraph, build_graph
-
-
-DIRECT_MAX_TERMS = 2e7  # atoms x reciprocal vectors of the direct sum (~160 MB per N x N_G array)
-
-
-def direct_sum_terms(n_atoms: int, cell: np.ndarray, alpha: float, accuracy: float = 1e-10) -> float:
-    """About N x N_G for the direct reciprocal sum of :func:`deeph_jax.physics.ewald.long_range_kernel`: the
-    G vectors within g_max = 2 alpha sqrt(-ln accuracy) number (4/3) pi g_max^3 V / (2 pi)^3. At alpha = 1/A a
-    1,000-atom sheet needs ~10^6 of them, and the direct sum would take ~20 GB."""
-    g_max = 2.0 * alpha * np.sqrt(-np.log(accuracy))
-    volume = abs(np.linalg.det(np.asarray(cell, dtype=np.float64)))
-    return n_atoms * 4.0 / 3.0 * np.pi * g_max**3 * volume / (2 * np.pi) ** 3
+from deeph_jax.physics.ewald import DIRECT_MAX_TERMS, long_range_kernel, long_range_potential, use_direct_sum
 
 
 def element_potentials(positions: np.ndarray, cell: np.ndarray | None, symbols: Sequence[str],
                        elements: Sequence[str], alpha: float, direct_max_terms: float = DIRECT_MAX_TERMS) -> np.ndarray:
     """Psi (n_atoms, n_elements), eV per unit charge: column e is the long-range potential of the neutral
-    charge set 1_e - x_e. Periodic cells are summed in 3D in their own cell (``cell`` rows, Angstrom): by the
-    direct kernel while it is small (:func:`direct_sum_terms`), else by particle-mesh Ewald; ``cell=None`` is
-    a molecule (open boundaries, direct)."""
-    from deeph_jax.physics.ewald import long_range_kernel, long_range_potential
-
+    charge set 1_e - x_e. Periodic cells are summed in 3D in their own cell (``cell`` rows, Angstrom), by the
+    rule of :func:`deeph_jax.physics.ewald.use_direct_sum` (``direct_max_terms`` overrides its bound);
+    ``cell=None`` is a molecule (open boundaries, direct). One kernel serves every column of a direct sum."""
     sym = np.asarray(symbols)
     charges = np.stack([(sym == e).astype(np.float64) - np.mean(sym == e) for e in elements], axis=1)
-    if cell is None or direct_sum_terms(len(sym), cell, alpha) <= direct_max_terms:
+    if use_direct_sum(len(sym), cell, alpha, direct_max_terms=direct_max_terms):
         return long_range_kernel(positions, cell, alpha) @ charges
     return np.stack([long_range_potential(positions, cell, q, alpha, direct_max_atoms=0) for q in charges.T], axis=1)
 

@@ -29,10 +29,34 @@ from scipy.special import erf, erfc
 COULOMB_EV_A = 14.399645478425668  # e^2 / (4 pi eps0) in eV Angstrom (CODATA 2018)
 
 
+def _g_max(alpha: float, accuracy: float) -> float:
+    """|G| (1/A) beyond which exp(-G^2 / 4 alpha^2) falls under ``accuracy``."""
+    return 2 * alpha * math.sqrt(-math.log(accuracy))
+
+
+DIRECT_MAX_TERMS = 2e7  # atoms x reciprocal vectors of the direct sum (~160 MB per N x N_G array)
+
+
+def direct_sum_terms(n_atoms: int, cell: np.ndarray, alpha: float, accuracy: float = 1e-10) -> float:
+    """About N x N_G for the direct reciprocal sum of :func:`long_range_kernel`: the G vectors within g_max
+    number (4/3) pi g_max^3 V / (2 pi)^3. At alpha = 1/A a 1,000-atom sheet needs ~10^6 of them, and the
+    direct sum would take ~20 GB."""
+    volume = abs(np.linalg.det(np.asarray(cell, dtype=np.float64)))
+    return n_atoms * 4.0 / 3.0 * np.pi * _g_max(alpha, accuracy) ** 3 * volume / (2 * np.pi) ** 3
+
+
+def use_direct_sum(n_atoms: int, cell: np.ndarray | None, alpha: float, direct_max_atoms: int = 2000,
+                   direct_max_terms: float = DIRECT_MAX_TERMS) -> bool:
+    """Whether :func:`long_range_potential` sums directly: always for molecules; for cells while both the atom
+    count and the direct sum's atoms x reciprocal vectors (:func:`direct_sum_terms`) stay small."""
+    return cell is None or (n_atoms <= direct_max_atoms
+                            and direct_sum_terms(n_atoms, cell, alpha) <= direct_max_terms)
+
+
 def _reciprocal_vectors(cell: np.ndarray, alpha: float, accuracy: float) -> np.ndarray:
     """All G != 0 of the cell's reciprocal lattice with exp(-G^2 / 4 alpha^2) / G^2 above ``accuracy`` (1/A)."""
     recip = 2 * np.pi * np.linalg.inv(cell).T
-    g_max = 2 * alpha * math.sqrt(-math.log(accuracy))
+    g_max = _g_max(alpha, accuracy)
     n_max = [int(math.ceil(g_max * np.linalg.norm(cell[a]) / (2 * np.pi))) for a in range(3)]
     grids = np.meshgrid(*[np.arange(-n, n + 1) for n in n_max], indexing="ij")
     m = np.stack([g.ravel() for g in grids], axis=1)
@@ -240,13 +264,13 @@ def erf_difference_potential(positions: np.ndarray, cell: np.ndarray, charges: n
 
 
 def long_range_potential(positions: np.ndarray, cell: np.ndarray | None, charges: np.ndarray, alpha: float,
-                         direct_max_atoms: int = 2000) -> np.ndarray:
-    """phi_long (eV per e): the direct kernel for small structures, particle-mesh Ewald for large cells.
+                         direct_max_atoms: int = 2000, direct_max_terms: float = DIRECT_MAX_TERMS) -> np.ndarray:
+    """phi_long (eV per e): the direct kernel for small structures, particle-mesh Ewald for large cells
+    (:func:`use_direct_sum`).
 
     Molecules always use the direct sum (O(N^2), fine for molecules). Above :data:`PME_ALPHA_MAX` the mesh runs
     at that alpha and :func:`erf_difference_potential` adds the rest in real space."""
-    n = len(positions)
-    if cell is None or n <= direct_max_atoms:
+    if use_direct_sum(len(positions), cell, alpha, direct_max_atoms, direct_max_terms):
         return long_range_kernel(positions, cell, alpha) @ np.asarray(charges, dtype=np.float64)
     alpha_mesh = min(alpha, PME_ALPHA_MAX)
     phi = pme_long_range_potential(positions, cell, charges, alpha_mesh)
@@ -255,5 +279,5 @@ def long_range_potential(positions: np.ndarray, cell: np.ndarray | None, charges
     return phi
 
 
-__all__ = ["COULOMB_EV_A", "PME_ALPHA_MAX", "erf_difference_potential", "ewald_potential", "long_range_kernel",
-           "long_range_potential", "pme_long_range_potential", "short_range_potential"]
+__all__ = ["COULOMB_EV_A", "DIRECT_MAX_TERMS", "PME_ALPHA_MAX", "direct_sum_terms", "erf_difference_potential", "ewald_potential", "long_range_kernel",
+           "long_range_potential", "pme_long_range_potential", "short_range_potential", "use_direct_sum"]

@@ -103,7 +103,8 @@ def test_element_potentials_switch_to_the_mesh_by_cost_and_agree():
     """At alpha = 1/A the direct reciprocal sum of a 1,000-atom sheet would need ~20 GB, so element_potentials
     picks particle-mesh Ewald by the number of terms, not atoms; forced onto the mesh, a 72-atom cell gives the
     direct kernel's potentials."""
-    from deeph_jax.graph.long_range import DIRECT_MAX_TERMS, direct_sum_terms, element_potentials
+    from deeph_jax.graph.long_range import element_potentials
+    from deeph_jax.physics.ewald import DIRECT_MAX_TERMS, direct_sum_terms
     from deeph_jax.io import read_deeph_dir
 
     s = read_deeph_dir(REPO / "datasets" / "hbn-szv" / "test-6x6" / "00000", hamiltonian=None).structure
