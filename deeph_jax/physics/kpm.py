@@ -67,13 +67,22 @@ def resolution_eV(moments: KPMMoments) -> float:
     return math.pi * moments.half_width / moments.n_moments
 
 
-def spectral_bounds(h: sp.spmatrix, s: sp.spmatrix, margin: float = 0.05, steps: int = 60) -> tuple[float, float]:
+BOUND_STEPS = 60  # Lanczos steps for the spectral bounds
+
+
+def spectral_bounds(h: sp.spmatrix, s: sp.spmatrix, margin: float = 0.05, steps: int = BOUND_STEPS,
+                    solve=None) -> tuple[float, float]:
     """Lowest and highest generalized eigenvalue (eV), widened by ``margin`` of the width.
 
     ``steps`` of Lanczos in the S inner product: the extreme Ritz values converge first, and 60 steps put
     them well inside the 5 % margin (the moments check that the spectrum stays inside). ARPACK asked for
-    a converged residual instead and needed hundreds of S solves per end at 10^4 atoms."""
-    lo, hi = lanczos_extremes(lambda v: h @ v, s, s_solver(s), steps)
+    a converged residual instead and needed hundreds of S solves per end at 10^4 atoms. ``solve``: an
+    S^-1 x already made by :func:`s_solver` (default: a new one)."""
+    lo, hi = lanczos_extremes(lambda v: h @ v, s, solve or s_solver(s), steps)
+    return _widened(lo, hi, margin)
+
+
+def _widened(lo: float, hi: float, margin: float) -> tuple[float, float]:
     pad = margin * (hi - lo)
     return lo - pad, hi + pad
 
@@ -279,8 +288,9 @@ def kpm_moments(h: sp.spmatrix, s: sp.spmatrix, n_moments: int = 400, n_vectors:
     h = sp.csr_matrix(h) if sp.issparse(h) else h
     solve = s_solver(s)
     given = bounds is not None
+    ends = None if given else lanczos_extremes(lambda v: h @ v, s, solve, BOUND_STEPS)  # once, for both margins
     for margin in (0.05, 0.25):
-        lo, hi = bounds if given else spectral_bounds(h, s, margin)
+        lo, hi = bounds if given else _widened(*ends, margin)
         out = _moments(h, s, solve, 0.5 * (hi + lo), 0.5 * (hi - lo), n_moments, n_vectors, seed, progress)
         # |r^H T_n(X) r| <= r^H r for a Hermitian X with its spectrum in [-1, 1]: larger moments mean
         # the bounds missed part of the spectrum and the series grows without bound
