@@ -302,7 +302,7 @@ def _edge_slices(sides: dict, sigma: float, n_bands: int, below_sigma, factor_at
             if abs(below_sigma - below_shift) != between:
                 logger.warning("edge slicing missed a state between %.4f and %.4f eV; solving at sigma", lo, hi)
                 return None
-        if both and below_shift is None and not _edge_held(vals, shift, sigma, sides[side][0], rho):
+        if both and below_shift is None and not _edge_held(between, vals, sigma, sides[side][0], rho):
             logger.info("the previous k's %s edge moved too far to trust without inertia", side)
             return None
         counted.append((below_shift, between))
@@ -321,16 +321,13 @@ def _edge_slices(sides: dict, sigma: float, n_bands: int, below_sigma, factor_at
     return vals[pick], vecs[:, pick]
 
 
-def _edge_held(vals: np.ndarray, shift: float, sigma: float, old_distance: float, rho: float) -> bool:
+def _edge_held(between: int, vals: np.ndarray, sigma: float, old_distance: float, rho: float) -> bool:
     """Without inertia (complex H), whether a slice placed from a neighbouring k's edge can be trusted: no
-    state found between the shift and sigma (else the edge moved into the gap, and further states may lie
-    beyond the slice), and this k's edge within rho / 2 of the neighbour's (bands move continuously along a
-    path; a jump comparable to the slice's radius is where a faster band could have passed it unseen)."""
-    lo, hi = sorted((shift, sigma))
-    if np.any((vals > lo) & (vals < hi)):
-        return False
-    edge_distance = np.abs(vals - sigma).min()
-    return abs(edge_distance - old_distance) <= 0.5 * rho
+    state found between the shift and sigma (``between``; else the edge moved into the gap, and further
+    states may lie beyond the slice), and this k's edge within rho / 2 of the neighbour's (bands move
+    continuously along a path; a jump comparable to the slice's radius is where a faster band could have
+    passed it unseen)."""
+    return between == 0 and abs(np.abs(vals - sigma).min() - old_distance) <= 0.5 * rho
 
 
 def bloch_pencil(data, k) -> tuple[sp.csr_matrix, sp.csr_matrix]:
