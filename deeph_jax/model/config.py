@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 import e3nn_jax as e3nn
+import numpy as np
 
 SPIN_MODES = ("none", "soc", "collinear")
+# Angstrom between the nodes of the radial scale table (ModelConfig.radial_scale): hBN's neighbour shells
+# lie 0.4-1.5 A apart, and |H| falls by ~10x per 2 A.
+RADIAL_SCALE_STEP = 0.5
 
 
 def hidden_irreps(channels: tuple[int, ...]) -> e3nn.Irreps:
@@ -61,6 +65,7 @@ class ModelConfig:
     avg_num_neighbors: float = 20.0
     species_embed: int = 16
     long_range_alpha: float | None = None
+    radial_scale: bool = False
     spin: str = "none"
 
     def __post_init__(self):
@@ -74,6 +79,14 @@ class ModelConfig:
             raise ValueError(f"long_range_alpha must lie in [0.05, 2] 1/A (or null for none), got {self.long_range_alpha}")
         if self.spin not in SPIN_MODES:
             raise ValueError(f"spin = {self.spin!r}: must be one of {', '.join(SPIN_MODES)}")
+
+    @property
+    def radial_scale_nodes(self) -> np.ndarray | None:
+        """Edge lengths (Angstrom) of the radial scale table's nodes, RADIAL_SCALE_STEP apart from 0 past
+        the cutoff; None without ``radial_scale``."""
+        if not self.radial_scale:
+            return None
+        return RADIAL_SCALE_STEP * np.arange(int(np.ceil(self.cutoff / RADIAL_SCALE_STEP)) + 2)
 
     @property
     def receptive_field(self) -> float:

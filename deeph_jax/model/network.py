@@ -122,12 +122,17 @@ class BlockHead(nn.Module):
     A Linear to the layout's padded irreps, a learnable scale per (pair kind, irrep channel)
     and shift per (pair kind, scalar) - both equivariant - then irreps -> blocks and Hermiticity.
     The scale/shift let training start from per-species-pair statistics (e.g. on-site levels).
+    With ``radial_nodes`` (Angstrom, evenly spaced from 0) the scale is also multiplied by
+    exp(log_radial_scale[kind](r)), a fixed table per pair kind (set from the training data, not
+    trained), linear in r between the nodes: a function of the edge length alone, so still equivariant.
     """
 
     layout: BlockLayout
+    radial_nodes: tuple[float, ...] | None = None
 
     @nn.compact
-    def __call__(self, edges: e3nn.IrrepsArray, kind, mirror, edge_mask):
+    def __call__(self, edges: e3nn.IrrepsArray, kind, mirror, edge_mask, lengths=None):
+        """``lengths`` (E,) Angstrom: needed with ``radial_nodes``."""
         irreps = self.layout.irreps
         x = e3nn.flax.Linear(irreps, force_irreps_out=True, name="linear")(edges).array  # (E, dim)
         assert x.shape[-1] == irreps.dim
@@ -136,10 +141,29 @@ class BlockHead(nn.Module):
         scale = self.param("scale", nn.initializers.ones, (n_kinds, irreps.num_irreps))
         shift = self.param("shift", nn.initializers.zeros, (n_kinds, len(scalar_dims)))
         x = x * scale[kind][:, self.layout.channel_of_dim]
+        if self.radial_nodes is not None:
+            # A statistic of the training data, not trained: Adam moves every entry by ~lr a step however small
+            # its gradient, and the far nodes' gradients are tiny.
+            table = jax.lax.stop_gradient(
+                self.param("log_radial_scale", nn.initializers.zeros, (n_kinds, len(self.radial_nodes))))
+            x = x * jnp.exp(radial_table_at(table, kind, lengths, self.radial_nodes))[:, None]
         x = x.at[:, scalar_dims].add(shift[kind])
         blocks = irreps_to_blocks(x, kind, self.layout)
         blocks = hermitian_blocks(blocks, mirror)
         return jnp.where(edge_mask[:, None, None], blocks, 0.0)
+
+
+def radial_table_at(table, kind, lengths, nodes):
+    """(E,) values of ``table`` (n_kinds, n_nodes) at each edge's (kind, length), linear between the evenly
+    spaced ``nodes`` (Angstrom, from 0) and held at the last node beyond them."""
+    step = nodes[1] - nodes[0]
+    t = jnp.clip(lengths / step, 0.0, len(nodes) - 1.0)
+    i0 = jnp.clip(jnp.floor(t).astype(jnp.int32), 0, len(nodes) - 2)
+    frac = (t - i0).astype(table.dtype)
+    row = table[kind]
+    lo = jnp.take_along_axis(row, i0[:, None], axis=1)[:, 0]
+    hi = jnp.take_along_axis(row, i0[:, None] + 1, axis=1)[:, 0]
+    return lo + frac * (hi - lo)
 
 
 class SpinOrbitHead(nn.Module):
@@ -237,7 +261,9 @@ class HamiltonianNet(nn.Module):
         embed_edge_sh = e3nn.flax.Linear(cfg.edge_irreps, force_irreps_out=True, name="embed_edge_sh")
         layers = [Interaction(p.node_in, p.edge_in, p.node_out, p.edge_out, cfg.tp_irreps, S, cfg.radial_hidden,
                               cfg.avg_num_neighbors, name=f"layer_{n}") for n, p in enumerate(build_plan(cfg))]
-        head_h, head_s = BlockHead(layout, name="head_h"), BlockHead(layout, name="head_s")
+        nodes = cfg.radial_scale_nodes
+        nodes = None if nodes is None else tuple(float(r) for r in nodes)
+        head_h, head_s = BlockHead(layout, nodes, name="head_h"), BlockHead(layout, nodes, name="head_s")
         long_range = LongRangeShift(self.basis, name="long_range") if cfg.long_range_alpha is not None else None
         embed_moment = None
         if cfg.spin == "collinear":
@@ -259,8 +285,8 @@ class HamiltonianNet(nn.Module):
             return edges
 
         def spinless_blocks(edges):
-            h = head_h(edges, kind, batch.mirror, edge_mask)
-            s_blocks = head_s(edges, kind, batch.mirror, edge_mask)
+            h = head_h(edges, kind, batch.mirror, edge_mask, geo.lengths)
+            s_blocks = head_s(edges, kind, batch.mirror, edge_mask, geo.lengths)
             if long_range is not None:
                 # The off-site shift is phi-weighted S_ij: the network's S (off by ~5e-3 beyond 6 A, where the
                 # true S is ~1e-4) carried its error into every shifted block, and the H head learnt to cancel
@@ -295,6 +321,7 @@ def summary(config: ModelConfig, basis: OrbitalBasis, params=None) -> str:
     n = f", {count_parameters(params):,} params" if params is not None else ""
     msg = f" (messages {config.message_cutoff} A)" if config.message_cutoff else ""
     msg += f", long-range Ewald channel (alpha {config.long_range_alpha} 1/A)" if config.long_range_alpha else ""
+    msg += ", radial output scale" if config.radial_scale else ""
     msg += {"none": "", "soc": ", spin-orbit head (spinful H)", "collinear": ", collinear spin (moments in)"}[config.spin]
     return (f"HamiltonianNet: {config.num_layers} layers, lmax {config.lmax}, cutoff {config.cutoff} A{msg}, "
             f"{config.num_radial} radial; nodes {config.node_irreps}; edges {config.edge_irreps}; "

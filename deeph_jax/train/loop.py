@@ -292,7 +292,8 @@ class Trainer:
         stats_samples = [self.train_cache[i] for i in range(min(len(self.train_cache), 200))]
         if self.is_main:
             print(D.dropped_summary(stats_samples, self.cutoff))
-        return normalized_params(params, stats_samples, self.layout, self.elements, self.model_config.spin)
+        return normalized_params(params, stats_samples, self.layout, self.elements, self.model_config.spin,
+                                 self.model_config.radial_scale_nodes)
 
     def announce(self, state) -> int:
         """Print and log the model and data summary; returns the parameter count."""

@@ -80,9 +80,49 @@ def target_statistics(samples, layout: BlockLayout, elements, which: str = "h", 
     return mean[:, scalar_dims], scale
 
 
-def normalized_params(params, samples, layout: BlockLayout, elements, spin: str = "none"):
+def radial_log_scale(samples, layout: BlockLayout, elements, which: str, scale: np.ndarray, nodes: np.ndarray,
+                     spin: str = "none", floor: float = 1e-4) -> np.ndarray:
+    """(n_kinds, n_nodes) log of the targets' size at each edge length ``nodes`` (Angstrom), relative to
+    ``scale`` (n_kinds, num_irreps) of :func:`target_statistics`: 0.5 log of the mean over an edge's irrep
+    entries of (x / scale)^2, averaged over edges with Gaussian weights in length (width 0.7 node steps).
+    On-site kinds stay 0; nodes with less than one edge's weight take the nearest node's value that has
+    it (e.g. below the shortest bond); the size is floored at ``floor`` of ``scale``."""
+    index = {e: n for n, e in enumerate(elements)}
+    width = 0.7 * (nodes[1] - nodes[0])
+    weight = np.zeros((layout.n_kinds, len(nodes)))
+    total = np.zeros((layout.n_kinds, len(nodes)))
+    for smp in samples:
+        g, t = smp.graph, smp.targets
+        sel = np.nonzero(t.present)[0]
+        species = np.asarray([index[e] for e in g.symbols])
+        lengths = np.linalg.norm(g.vectors[sel], axis=1)
+        is_self = lengths == 0.0
+        sel, lengths = sel[~is_self], lengths[~is_self]
+        if not len(sel):
+            continue
+        kind = np.asarray(pair_kind(species[g.senders[sel]], species[g.receivers[sel]], np.zeros(len(sel), bool),
+                                    len(elements)))
+        blocks = t.s_blocks if which == "s" else t.h_blocks
+        w = np.exp(-0.5 * ((lengths[:, None] - nodes[None, :]) / width) ** 2)  # (E, n_nodes)
+        for x in target_irreps(blocks[sel], kind, layout, which, spin):
+            size = np.mean((x / scale[kind][:, layout.channel_of_dim]) ** 2, axis=1)  # (E,)
+            np.add.at(weight, kind, w)
+            np.add.at(total, kind, w * size[:, None])
+    out = np.zeros((layout.n_kinds, len(nodes)))
+    for k in range(layout.n_kinds):
+        ok = np.nonzero(weight[k] >= 1.0)[0]
+        if not len(ok):
+            continue
+        size = np.maximum(total[k, ok] / weight[k, ok], floor**2)
+        nearest = ok[np.argmin(np.abs(np.arange(len(nodes))[:, None] - ok[None, :]), axis=1)]
+        out[k] = 0.5 * np.log(size)[np.searchsorted(ok, nearest)]
+    return out
+
+
+def normalized_params(params, samples, layout: BlockLayout, elements, spin: str = "none", radial_nodes=None):
     """Copy of ``params`` with the heads' shift and scale set from ``samples`` (H, S, and the spin-orbit
-    head of a ``spin == "soc"`` model)."""
+    head of a ``spin == "soc"`` model), and the radial scale tables of H and S where the heads have them
+    (``radial_nodes``: ``ModelConfig.radial_scale_nodes``)."""
     import jax
 
     out = jax.tree_util.tree_map(lambda x: x, params)
@@ -93,6 +133,9 @@ def normalized_params(params, samples, layout: BlockLayout, elements, spin: str 
         h = dict(inner[head])
         h["shift"] = jnp.asarray(shift, h["shift"].dtype)
         h["scale"] = jnp.asarray(scale, h["scale"].dtype)
+        if "log_radial_scale" in h:
+            table = radial_log_scale(samples, layout, elements, which, scale, np.asarray(radial_nodes), spin)
+            h["log_radial_scale"] = jnp.asarray(table, h["log_radial_scale"].dtype)
         inner[head] = h
     out = dict(out)
     out["params"] = inner

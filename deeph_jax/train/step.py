@@ -41,12 +41,18 @@ def make_schedule(tc: TrainConfig | dict):
                                               end_value=tc.lr * tc.final_lr_fraction)
 
 
+def _decayed(params):
+    """Weight decay applies to every parameter but the heads' fixed radial scale tables (not trained)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: not any(getattr(k, "key", None) == "log_radial_scale" for k in path), params)
+
+
 def make_optimizer(tc: TrainConfig | dict) -> optax.GradientTransformation:
     tc = TrainConfig.coerce(tc)
     parts = []
     if tc.grad_clip is not None:
         parts.append(optax.clip_by_global_norm(tc.grad_clip))
-    parts.append(optax.adamw(make_schedule(tc), weight_decay=tc.weight_decay))
+    parts.append(optax.adamw(make_schedule(tc), weight_decay=tc.weight_decay, mask=_decayed))
     return optax.chain(*parts)
 
 

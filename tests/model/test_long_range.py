@@ -27,7 +27,8 @@ CASES = {"hBN 2x2": (REPO / "datasets/hbn-szv/train-2x2/00000", 6.0)}
 def case(request):
     path, cutoff = CASES[request.param]
     data = read_deeph_dir(path, hamiltonian=None, overlap=False)
-    config = tiny().replace(cutoff=cutoff + 0.5, long_range_alpha=ALPHA)
+    # With the radial output scale too (a table set below): equivariance and Hermiticity cover it for free.
+    config = tiny().replace(cutoff=cutoff + 0.5, long_range_alpha=ALPHA, radial_scale=True)
     model = HamiltonianNet(config, data.basis)
     graph = graph_of(data.structure, cutoff, data.basis, ALPHA)
     sizes = padded_sizes(graph.n_nodes, graph.n_edges, 1)
@@ -40,7 +41,12 @@ def case(request):
         lr = dict(params["params"]["long_range"])
         lr["charges"] = jnp.linspace(0.9, -0.7, n_el)  # trained models have nonzero charges
         lr["shell_weight"] = 1.0 + 0.1 * jnp.arange(lr["shell_weight"].size).reshape(lr["shell_weight"].shape)
-        params = {"params": {**params["params"], "long_range": lr}}
+        heads = {}
+        for n, head in enumerate(("head_h", "head_s")):
+            table = params["params"][head]["log_radial_scale"]
+            table = jnp.sin(0.7 * jnp.arange(table.size) + n).reshape(table.shape)
+            heads[head] = {**params["params"][head], "log_radial_scale": table}
+        params = {"params": {**params["params"], **heads, "long_range": lr}}
     return request.param, data, cutoff, jax.jit(model.apply, compiler_options=FAST_COMPILE), params, graph, sizes
 
 
