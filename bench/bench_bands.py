@@ -17,14 +17,15 @@ recorded as the row's error); its eigenvalues are also compared with ours.
 
 --path: a 40-point band path (Gamma-M-K-Gamma of the supercell) of the --path-size cell with bands_at
 (ordering reused across k; each k after the first starts from the previous k's band edges, and the k that
-needed the rough pass are recorded; --warm-start: Lanczos starts from the previous k's eigenvectors),
-checked at every k against the small cell's folded k-points.
+needed the rough pass are recorded; --warm-start: Lanczos starts from the previous k's eigenvectors;
+--track: Davidson from k to k preconditioned by earlier k's factorizations, bands.PathTracker), checked at
+every k against the small cell's folded k-points.
 
 Raw results go to bench/results/bands-<what>-<date>.json (command and date inside). On a shared machine
 set OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 (oversubscribed BLAS threads slow every solve).
 
     python bench/bench_bands.py [--sizes 11 35] [--solver auto] [--deepx /tmp/venv-deepx-dock/bin/python]
-    python bench/bench_bands.py --path [--path-size 35] [--path-points 40] [--solver auto]
+    python bench/bench_bands.py --path [--path-size 35] [--path-points 40] [--solver auto] [--track]
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def path_kpoints(n_points: int) -> np.ndarray:
     return np.array([np.interp(u, np.concatenate([[0], np.cumsum(lengths)]), corners[:, c]) for c in range(3)]).T
 
 
-def path_worker(folder: str, sigma: float, solver: str, n_points: int, warm_start: bool) -> None:
+def path_worker(folder: str, sigma: float, solver: str, n_points: int, warm_start: bool, track: bool = False) -> None:
     from tqdm import tqdm
 
     from deeph_jax.io import read_deeph_dir
@@ -183,12 +184,14 @@ def path_worker(folder: str, sigma: float, solver: str, n_points: int, warm_star
     t0 = time.perf_counter()
     k_stats = []
     e = bands.bands_at(data, path_kpoints(n_points), N_BANDS, sigma, progress=progress, solver=solver,
-                       warm_start=warm_start, stats=k_stats)
+                       warm_start=warm_start, stats=k_stats, track=track)
     total = time.perf_counter() - t0
     # a k whose shifts include sigma located its edges anew (rough pass); the others started from the previous k's
     rough = [i for i, st in enumerate(k_stats) if sigma in st.get("shifts", [])]
     print(json.dumps({"path_s": total, "per_k_s": np.diff(stamps).tolist(), **log, **usage(),
                       "k_with_rough_pass": rough, "solves_per_k": [st.get("solves") for st in k_stats],
+                      "davidson_iterations_per_k": [st.get("iterations") for st in k_stats],
+                      "factorizations_per_k": [len(st.get("shifts", [])) for st in k_stats],
                       "eig": e.tolist()}))
 
 
@@ -217,6 +220,8 @@ def main() -> None:
     ap.add_argument("--path-size", type=int, default=35)
     ap.add_argument("--path-points", type=int, default=40)
     ap.add_argument("--warm-start", action="store_true", help="path: start each k from the previous k's eigenvectors")
+    ap.add_argument("--track", action="store_true",
+                    help="path: Davidson from k to k with earlier factorizations as preconditioners (bands.PathTracker)")
     ap.add_argument("--deepx", default="/tmp/venv-deepx-dock/bin/python", help="DeepH-dock venv python")
     ap.add_argument("--deepx-max-atoms", type=int, default=2000, help="DeepH-dock only for cells up to this size")
     ap.add_argument("--deepx-max-GB", type=float, default=12.0,
@@ -232,7 +237,7 @@ def main() -> None:
         return ours_worker(args.worker[0], float(args.worker[1]), args.solver)
     if args.path_worker:
         return path_worker(args.path_worker[0], float(args.path_worker[1]), args.solver, args.path_points,
-                           args.warm_start)
+                           args.warm_start, args.track)
     from deeph_jax.io import read_deeph_dir
 
     small = read_deeph_dir(SMALL)
@@ -244,7 +249,8 @@ def main() -> None:
               "sigma_eV": sigma, "n_bands": N_BANDS, "load_avg_start": os.getloadavg()}
     if args.path:
         record["path"] = bench_path(args, small, sigma)
-        name = f"bands-path-{args.solver}-{args.path_size}" + ("-warm" if args.warm_start else "")
+        name = f"bands-path-{args.solver}-{args.path_size}" + ("-warm" if args.warm_start else "") + \
+            ("-track" if args.track else "")
     else:
         record["gamma"] = bench_gamma(args, small, sigma)
         name = f"bands-gamma-{args.solver}-" + "-".join(map(str, args.sizes))
@@ -272,7 +278,8 @@ def bench_path(args, small, sigma: float) -> dict:
     folder, n_atoms, n_orb, _ = cell_folder(args, small, n)
     ks = path_kpoints(args.path_points)
     cmd = [sys.executable, __file__, "--path-worker", str(folder), str(sigma), "--solver", args.solver,
-           "--path-points", str(args.path_points)] + (["--warm-start"] if args.warm_start else [])
+           "--path-points", str(args.path_points)] + (["--warm-start"] if args.warm_start else []) + \
+        (["--track"] if args.track else [])
     r = run(cmd, stderr=None)  # tqdm's bar (with ETA) shows live
     if "eig" in r:
         ref = np.array([expected(small, n, sigma, k) for k in ks])
@@ -282,7 +289,8 @@ def bench_path(args, small, sigma: float) -> dict:
               f"max |e - exact| {r['max_abs_error_eV']:.2e} eV")
     else:
         print(f"path failed: {r['error']}")
-    return {"atoms": n_atoms, "orbitals": n_orb, "kpoints": ks.tolist(), "warm_start": args.warm_start, **r}
+    return {"atoms": n_atoms, "orbitals": n_orb, "kpoints": ks.tolist(), "warm_start": args.warm_start,
+            "track": args.track, **r}
 
 
 def bench_gamma(args, small, sigma: float) -> list:

@@ -207,3 +207,21 @@ def test_stale_edges_fall_back_to_the_rough_pass(sheet, k):
     e = solve_shift_invert(h, s, sigma, N_BANDS, stats=stats, edges=(vbm - 1.0, cbm + 1.0))
     assert np.abs(e - nearest_bands(e_all[None, :], sigma, N_BANDS)[0]).max() < 1e-8
     assert sigma in stats["shifts"]  # located anew
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_path_tracking_matches_dense_with_fewer_factorizations(sheet, backend):
+    """Davidson along a path (PathTracker), preconditioned by earlier k's factorizations: the 20 states
+    nearest E_F equal dense eigh at every k (real and complex), and most k-points factorize nothing."""
+    kpath = np.array([[0.0, 0.0, 0.0]] + [[0.5 * t, 0.2 * t, 0.0] for t in np.linspace(0.03, 0.3, 10)])
+    sigma = sheet.fermi_energy_eV
+    stats = []
+    e = bands_at(sheet, kpath, n_bands=N_BANDS, sigma=sigma, stats=stats, solver=backend, track=True)
+    for k, got in zip(kpath, e):
+        h, s = pencil(sheet, k)
+        assert np.abs(got - dense_nearest(h, s, sigma)).max() < 1e-8
+    assert stats[0]["method"] == "shift-invert"  # nothing to start from at the first k
+    assert all(st["method"] == "davidson" for st in stats[1:])
+    factorized = sum(len(st["shifts"]) for st in stats[1:])
+    assert factorized <= len(kpath) - 1  # two shifts per refresh: at most every other k refreshes
+    assert sum(not st["shifts"] for st in stats[1:]) >= 5
