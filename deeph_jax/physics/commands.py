@@ -24,7 +24,7 @@ def _bands(args) -> int:
                              "DEEPH_PROCESS_ID set for each process (see README, multi-host)")
         distributed = True
     r = run_bands(args.dir, args.hamiltonian, args.kpath, args.npoints, args.nbands, args.sigma, args.out,
-                  smearing=args.smearing, distributed=distributed, method=args.method)
+                  smearing=args.smearing, distributed=distributed, method=args.method, track=args.track)
     if "out" not in r:  # not the first process: it computed, the first one writes and reports
         return 0
     e = r["energies_eV"]
@@ -117,6 +117,9 @@ def register(sub) -> None:
     p.add_argument("--nbands", type=int, default=None, help="sparse: number of eigenvalues nearest --sigma (20)")
     p.add_argument("--sigma", type=float, default=None, help="sparse: shift energy in eV (absolute)")
     p.add_argument("--smearing", type=float, default=0.1, help="Gaussian smearing for a metal's E_F, eV (0.1)")
+    p.add_argument("--track", action="store_true",
+                   help="sparse: follow the bands from k to k by Davidson, reusing factorizations of earlier k-points "
+                        "(large cells: a factorization every few k instead of two per k; eigenvalues to ~1e-9 eV)")
     p.add_argument("--out", default=None, help="output .npz or .h5 (default DIR/bands.npz; the PNG beside it)")
     p.add_argument("--distributed", action="store_true",
                    help="with --nbands: split the rows of H(k), S(k) over the JAX processes started with "

@@ -67,13 +67,14 @@ def fermi_of(data, e_path: np.ndarray | None, mesh=None, smearing: float = 0.1):
     return ef, gap
 
 
-def solver_for(nbands, sigma, distributed: bool, progress=None):
-    """``energies(data, kpoints)``: dense, single-machine shift-invert, or rows over the JAX processes."""
+def solver_for(nbands, sigma, distributed: bool, progress=None, track: bool = False):
+    """``energies(data, kpoints)``: dense, single-machine shift-invert (``track``: Davidson from k to k,
+    :class:`~deeph_jax.physics.bands.PathTracker`), or rows over the JAX processes."""
     if distributed:
         from deeph_jax.physics.distributed import bands_distributed
 
         return lambda data, kpoints: bands_distributed(data, kpoints, nbands, sigma, progress)
-    return lambda data, kpoints: bands_at(data, kpoints, nbands, sigma, progress=progress)
+    return lambda data, kpoints: bands_at(data, kpoints, nbands, sigma, progress=progress, track=track)
 
 
 def is_main_process() -> bool:
@@ -100,8 +101,10 @@ def bands_method(method: str, dimension: int, nbands, distributed: bool) -> str:
 
 
 def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, sigma=None, out=None,
-              smearing=0.1, plot=True, distributed=False, method="auto") -> dict:
+              smearing=0.1, plot=True, distributed=False, method="auto", track=False) -> dict:
     """Bands along a path. ``method``: see :func:`bands_method` (``result["mode"]`` says which ran).
+    ``track``: sparse bands follow the states from k to k by preconditioned Davidson (a factorization
+    every few k instead of two per k; eigenvalues to ~1e-9 eV instead of ~1e-14).
     ``distributed``: the sparse eigenvalues with the matrix rows over the JAX processes of this run
     (:mod:`deeph_jax.physics.distributed`); every process computes, the first writes."""
     folder = Path(folder)
@@ -140,7 +143,7 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
                           f"use --method sparse (the {AUTO_NBANDS} bands nearest E_F)", folder)
     logger.info("bands: %d orbitals -> %s", n, f"sparse shift-invert, {nbands} bands nearest {sigma:.4f} eV"
                 if sparse else "dense, every band")
-    solve = solver_for(nbands, sigma, distributed)
+    solve = solver_for(nbands, sigma, distributed, track=track)
     energies = solve(data, path.kpoints)
     result = {"hamiltonian": which, "kpoints": path.kpoints, "distances": path.distances,
               "tick_distances": path.tick_distances, "tick_labels": np.asarray(path.tick_labels),

@@ -159,6 +159,10 @@ def test_cli_bands_sparse_method_defaults_to_20_near_fermi(tmp_path, capsys):
     assert sparse["energies_eV"].shape[1] == 20
     expected = nearest_bands(dense["energies_eV"], float(sparse["sigma_eV"]), 20)
     np.testing.assert_allclose(sparse["energies_eV"], expected, atol=1e-8)
+    # --track: Davidson from k to k gives the same bands
+    assert main(["bands", str(cell), "--npoints", "6", "--method", "sparse", "--track",
+                 "--out", str(tmp_path / "t.npz")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "t.npz")["energies_eV"], expected, atol=1e-8)
 
 
 def test_cli_bands_refused_when_memory_would_not_fit(tmp_path, monkeypatch, capsys):
