@@ -161,7 +161,8 @@ def path_kpoints(n_points: int) -> np.ndarray:
     return np.array([np.interp(u, np.concatenate([[0], np.cumsum(lengths)]), corners[:, c]) for c in range(3)]).T
 
 
-def path_worker(folder: str, sigma: float, solver: str, n_points: int, warm_start: bool, track: bool = False) -> None:
+def path_worker(folder: str, sigma: float, solver: str, n_points: int, warm_start: bool, track: bool = False,
+                first: int | None = None) -> None:
     from tqdm import tqdm
 
     from deeph_jax.io import read_deeph_dir
@@ -183,7 +184,7 @@ def path_worker(folder: str, sigma: float, solver: str, n_points: int, warm_star
 
     t0 = time.perf_counter()
     k_stats = []
-    e = bands.bands_at(data, path_kpoints(n_points), N_BANDS, sigma, progress=progress, solver=solver,
+    e = bands.bands_at(data, path_kpoints(n_points)[:first], N_BANDS, sigma, progress=progress, solver=solver,
                        warm_start=warm_start, stats=k_stats, track=track)
     total = time.perf_counter() - t0
     # a k whose shifts include sigma located its edges anew (rough pass); the others started from the previous k's
@@ -220,6 +221,8 @@ def main() -> None:
     ap.add_argument("--path-size", type=int, default=35)
     ap.add_argument("--path-points", type=int, default=40)
     ap.add_argument("--warm-start", action="store_true", help="path: start each k from the previous k's eigenvectors")
+    ap.add_argument("--path-first", type=int, default=None,
+                    help="path: only its first N k-points (same spacing; to compare methods on a few k)")
     ap.add_argument("--track", action="store_true",
                     help="path: Davidson from k to k with earlier factorizations as preconditioners (bands.PathTracker)")
     ap.add_argument("--deepx", default="/tmp/venv-deepx-dock/bin/python", help="DeepH-dock venv python")
@@ -237,7 +240,7 @@ def main() -> None:
         return ours_worker(args.worker[0], float(args.worker[1]), args.solver)
     if args.path_worker:
         return path_worker(args.path_worker[0], float(args.path_worker[1]), args.solver, args.path_points,
-                           args.warm_start, args.track)
+                           args.warm_start, args.track, args.path_first)
     from deeph_jax.io import read_deeph_dir
 
     small = read_deeph_dir(SMALL)
@@ -250,7 +253,7 @@ def main() -> None:
     if args.path:
         record["path"] = bench_path(args, small, sigma)
         name = f"bands-path-{args.solver}-{args.path_size}" + ("-warm" if args.warm_start else "") + \
-            ("-track" if args.track else "")
+            ("-track" if args.track else "") + (f"-first{args.path_first}" if args.path_first else "")
     else:
         record["gamma"] = bench_gamma(args, small, sigma)
         name = f"bands-gamma-{args.solver}-" + "-".join(map(str, args.sizes))
@@ -276,10 +279,11 @@ def cell_folder(args, small, n: int):
 def bench_path(args, small, sigma: float) -> dict:
     n = args.path_size
     folder, n_atoms, n_orb, _ = cell_folder(args, small, n)
-    ks = path_kpoints(args.path_points)
+    ks = path_kpoints(args.path_points)[: args.path_first]
     cmd = [sys.executable, __file__, "--path-worker", str(folder), str(sigma), "--solver", args.solver,
            "--path-points", str(args.path_points)] + (["--warm-start"] if args.warm_start else []) + \
-        (["--track"] if args.track else [])
+        (["--track"] if args.track else []) + \
+        (["--path-first", str(args.path_first)] if args.path_first else [])
     r = run(cmd, stderr=None)  # tqdm's bar (with ETA) shows live
     if "eig" in r:
         ref = np.array([expected(small, n, sigma, k) for k in ks])
