@@ -25,6 +25,10 @@ import scipy.linalg
 
 from deeph_jax.physics.lanczos import s_orthonormalize
 
+# Guard pairs are followed to this multiple of the wanted pairs' tolerance: they need to be in the basis, not
+# exact (72-atom hBN sheet, 10 k: 12 % fewer solves at 100x, same iterations and answers).
+GUARD_TOL_FACTOR = 100.0
+
 
 @dataclass
 class DavidsonResult:
@@ -72,8 +76,10 @@ def davidson_nearest(h, s, sigma: float, n_wanted: int, precondition: Callable[[
         wanted = np.argsort(np.abs(theta - sigma), kind="stable")[:n_wanted]
         if np.all(residual[wanted] <= tol_eV):
             return _rayleigh_ritz(h, s, x, sigma, iteration, solves, True)
-        # Corrections for every unconverged pair, guards included (they must follow the states outside).
-        open_ = np.flatnonzero(residual > tol_eV)
+        # Corrections for every unconverged pair; guards (which must follow the states outside) to a looser tolerance.
+        need = np.full(len(theta), GUARD_TOL_FACTOR * tol_eV)
+        need[wanted] = tol_eV
+        open_ = np.flatnonzero(residual > need)
         t = np.asarray(precondition(r[:, open_], theta[open_]), dtype=dtype)
         solves += t.shape[1]
         if v.shape[1] + t.shape[1] > max_basis:  # restart from the Ritz block
