@@ -346,7 +346,7 @@ def bloch_pencil(data, k) -> tuple[sp.csr_matrix, sp.csr_matrix]:
 
 # Along a path, a k whose Davidson needed more iterations than this refactorizes the preconditioner at the next k.
 # 72-atom hBN sheet: 10-11 iterations a k with fresh factorizations, 10-17 with ones from up to 9 k before; at
-# 9,800 atoms a pair of complex factorizations costs as much as ~40 iterations, so they are renewed rarely.
+# 9,800 atoms (1 thread, loaded) a complex factorization took 40-90 s and an iteration ~3 s, so they are renewed rarely.
 TRACK_REFRESH_ITERATIONS = 16
 TRACK_MAX_ITERATIONS = 15  # Davidson iterations before refactorizing at this k (then a full shift-invert solve)
 TRACK_GUARD = 4  # Ritz pairs beyond the wanted ones followed along the path
@@ -359,8 +359,8 @@ class PathTracker:
     renewed when Davidson slows down (the k-point moved away from theirs); the first k, and any k where
     Davidson fails even with fresh factorizations, gets the full shift-invert solve.
 
-    At 9,800 atoms a complex factorization costs ~40 s and a Davidson iteration ~1 s, so a path pays for
-    a factorization every few k instead of two at every k. Single-precision factorizations (PARDISO) serve
+    At 9,800 atoms (1 thread, load ~4) a complex factorization took 40-90 s and a Davidson iteration ~3 s;
+    a 40-point path made 13 factorizations after its first k instead of two or three at every k. Single-precision factorizations (PARDISO) serve
     as preconditioners: Davidson converges to the full double-precision residual regardless.
 
     Without inertia (complex H) nothing counts the states between the shifts; the guard pairs, the
@@ -389,7 +389,7 @@ class PathTracker:
                     out[:, mask] = f.solve(b)
         return out
 
-    def _factorize(self, h, s, k, path, stats) -> None:
+    def _factorize(self, h, s, stats) -> None:
         """Preconditioners at this k: single precision next to each band edge (as solve_shift_invert places
         its shifts), analysis reused from the last ones when the pattern and arithmetic are the same."""
         is_complex = np.iscomplexobj(h.data) or np.iscomplexobj(s.data)
@@ -441,7 +441,7 @@ class PathTracker:
             start = _start_block(n, m, np.result_type(h.dtype, s.dtype, self.vectors.dtype), self.vectors)
             for attempt in range(2):
                 if self.refresh or attempt:
-                    self._factorize(h, s, k, path, stats)
+                    self._factorize(h, s, stats)
                 out = davidson_nearest(h, s, self.sigma, self.n_bands, self._precondition, start, self.tol_eV,
                                        TRACK_GUARD, TRACK_MAX_ITERATIONS)
                 stats["iterations"] += out.iterations
