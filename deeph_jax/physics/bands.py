@@ -81,6 +81,13 @@ def single_precision_rough(factor, n: int) -> bool:
     return factor.name == "pardiso" and n >= ROUGH_SINGLE_MIN
 
 
+def _factor_pair(solver: str, is_complex: bool, n: int):
+    """(factor, rough factor) for :func:`solve_shift_invert` on n x n matrices: the rough pass gets its own
+    single-precision PARDISO factor where :func:`single_precision_rough` says so, else shares ``factor``."""
+    f = make_factorization(solver, is_complex)
+    return f, make_factorization("pardiso", is_complex, single=True) if single_precision_rough(f, n) else f
+
+
 def _start_block(n: int, width: int, dtype, v0=None, seed: int = 0) -> np.ndarray:
     """A start block (n, width): the columns of ``v0`` (a neighbouring k's eigenvectors) first, random after."""
     rng = np.random.default_rng(seed)
@@ -416,9 +423,7 @@ class PathTracker:
     def _full_solve(self, h, s, k, path, stats) -> tuple[np.ndarray, np.ndarray]:
         is_complex = np.iscomplexobj(h.data) or np.iscomplexobj(s.data)
         if is_complex not in self._full:
-            f = make_factorization(self.solver, is_complex)
-            single = single_precision_rough(f, h.shape[0])
-            self._full[is_complex] = f, make_factorization("pardiso", is_complex, single=True) if single else f
+            self._full[is_complex] = _factor_pair(self.solver, is_complex, h.shape[0])
         f, rough = self._full[is_complex]
         sub = {}
         edges = self.edges if self.edges is not None and None not in self.edges else None
@@ -508,11 +513,9 @@ def bands_at(data, kpoints: np.ndarray, n_bands: int | None = None, sigma: float
             h, s = bloch_pencil(data, k)
             is_complex = np.iscomplexobj(h.data) or np.iscomplexobj(s.data)
             if is_complex not in factors:
-                f = make_factorization(solver, is_complex)
-                single = single_precision_rough(f, h.shape[0])
-                rough = make_factorization("pardiso", is_complex, single=True) if single else f
-                factors[is_complex] = f, rough
-                logger.info("sparse shift-invert with %s (%s arithmetic)", f.name, "complex" if is_complex else "real")
+                factors[is_complex] = _factor_pair(solver, is_complex, h.shape[0])
+                logger.info("sparse shift-invert with %s (%s arithmetic)", factors[is_complex][0].name,
+                            "complex" if is_complex else "real")
             f, rough = factors[is_complex]
             k_stats = {}
             e = solve_shift_invert(h, s, sigma, n_bands, k, path, solver=solver, factor=f, rough_factor=rough,

@@ -114,8 +114,8 @@ def radial_log_scale(samples, layout: BlockLayout, elements, which: str, scale: 
         if not len(ok):
             continue
         size = np.maximum(total[k, ok] / weight[k, ok], floor**2)
-        nearest = ok[np.argmin(np.abs(np.arange(len(nodes))[:, None] - ok[None, :]), axis=1)]
-        out[k] = 0.5 * np.log(size)[np.searchsorted(ok, nearest)]
+        nearest = np.argmin(np.abs(np.arange(len(nodes))[:, None] - ok[None, :]), axis=1)  # index into ok
+        out[k] = 0.5 * np.log(size)[nearest]
     return out
 
 
