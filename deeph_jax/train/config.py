@@ -155,7 +155,7 @@ MODEL_RULES = {
     "cutoff": POSITIVE, "message_cutoff": Optional(POSITIVE), "num_radial": Integer(1), "lmax": Integer(0),
     "node_channels": Channels(), "edge_channels": Channels(), "tp_channels": Channels(), "num_layers": Integer(1),
     "radial_hidden": Integer(1), "avg_num_neighbors": POSITIVE, "species_embed": Integer(1),
-    "spin": Choice(("none", "soc", "collinear")),
+    "spin": Choice(("none", "soc", "collinear")), "radial_scale": Flag(),
 }
 
 

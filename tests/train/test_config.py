@@ -45,6 +45,7 @@ BAD_OVERRIDES = [
     ("model.edge_channels=[8,4]", r"model.edge_channels = \[8, 4\]: must have lmax \+ 1 = 5 entries"),
     ("model.node_channels=[0,4,2,2,2]", r"model.node_channels = \[0, 4, 2, 2, 2\]: must be a list of integers >= 0"),
     ("model.message_cutoff=9", r"model.message_cutoff = 9.0: must be <= model.cutoff = 6.0"),
+    ("model.radial_scale=maybe", r"model.radial_scale = 'maybe': must be true or false"),
     ("train=3", r"train = 3: must be a mapping of keys"),
 ]
 
