@@ -225,3 +225,30 @@ def test_path_tracking_matches_dense_with_fewer_factorizations(sheet, backend):
     factorized = sum(len(st["shifts"]) for st in stats[1:])
     assert factorized <= len(kpath) - 1  # two shifts per refresh: at most every other k refreshes
     assert sum(not st["shifts"] for st in stats[1:]) >= 5
+
+
+def test_davidson_keeps_degenerate_clusters_whole():
+    """Gamma of a 6 x 6 tiling: the states near E_F come in folded, exactly degenerate clusters. Davidson
+    from random vectors returns the whole block (24 independent pairs), and the 20 nearest E_F equal dense
+    eigh, from noisy eigenvectors (harmonic Ritz vectors of a multiple value, taken as eigenvectors, came out
+    nearly parallel and the block lost pairs)."""
+    from deeph_jax.physics.davidson import davidson_nearest
+
+    data = tile_deeph(read_deeph_dir(SMALL), (6, 6, 1))
+    h, s = pencil(data, np.zeros(3))
+    sigma = data.fermi_energy_eV
+    ref = dense_nearest(h, s, sigma)
+    assert np.min(np.diff(ref)) < 1e-9  # the test needs degenerate values among the wanted ones
+    factors = [sparse_solve.make_factorization("superlu", False).factorize((h - shift * s).tocsr())
+               for shift in (ref[ref < sigma].max() + 0.01, ref[ref > sigma].min() - 0.01)]  # next to each edge
+
+    def precondition(r, theta):
+        return np.where(theta < sigma, factors[0].solve(r), factors[1].solve(r))
+
+    e_all, c = scipy.linalg.eigh(h.toarray(), s.toarray())
+    start = c[:, np.argsort(np.abs(e_all - sigma), kind="stable")[: N_BANDS + 4]]
+    start = start + 1.0 * np.abs(start).mean() * np.random.default_rng(0).standard_normal(start.shape)
+    out = davidson_nearest(h, s, sigma, N_BANDS, precondition, start, 1e-6, 4, 60)
+    assert out.converged and len(out.energies) >= N_BANDS + 4
+    assert np.abs(np.sort(out.energies[:N_BANDS]) - ref).max() < 1e-8
+    assert out.residual[:N_BANDS].max() < 1e-6
