@@ -15,6 +15,9 @@ at the end of each. DeepH-dock's peak memory is estimated first (:func:`deepx_pe
 exceeds --deepx-max-GB is skipped, the others run with their address space capped there (a MemoryError is
 recorded as the row's error); its eigenvalues are also compared with ours.
 
+--near-range A: Gamma by Davidson on the full pencil, started from and preconditioned by the pencil kept within
+A Angstrom (bands.PathTracker with ``near``; physics/near_range.py): sparser factorizations, for 10^5 atoms.
+
 --path: a 40-point band path (Gamma-M-K-Gamma of the supercell) of the --path-size cell with bands_at
 (ordering reused across k; each k after the first starts from the previous k's band edges, and the k that
 needed the rough pass are recorded; --warm-start: Lanczos starts from the previous k's eigenvectors;
@@ -25,6 +28,7 @@ Raw results go to bench/results/bands-<what>-<date>.json (command and date insid
 set OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 (oversubscribed BLAS threads slow every solve).
 
     python bench/bench_bands.py [--sizes 11 35] [--solver auto] [--deepx /tmp/venv-deepx-dock/bin/python]
+    python bench/bench_bands.py --sizes 35 112 --near-range 5.5 --deepx-max-atoms 0
     python bench/bench_bands.py --path [--path-size 35] [--path-points 40] [--solver auto] [--track]
 """
 
@@ -131,7 +135,7 @@ def usage() -> dict:
     return {"rss_GB": r.ru_maxrss / 2**20, "cpu_s": r.ru_utime + r.ru_stime, "load_avg": os.getloadavg()[0]}
 
 
-def ours_worker(folder: str, sigma: float, solver: str) -> None:
+def ours_worker(folder: str, sigma: float, solver: str, near_range: float | None = None) -> None:
     from deeph_jax.io import read_deeph_dir
     from deeph_jax.physics.bands import bloch_pencil, single_precision_rough, solve_shift_invert
 
@@ -141,6 +145,8 @@ def ours_worker(folder: str, sigma: float, solver: str) -> None:
     h, s = bloch_pencil(data, np.zeros(3))
     t2 = time.perf_counter()
     log = {}
+    if near_range is not None:
+        return near_range_worker(data, h, s, sigma, solver, near_range, log, t0, t1, t2)
     factor = timed_factor(solver, np.iscomplexobj(h.data), log)
     rough = None
     if single_precision_rough(factor, h.shape[0]):  # as solve_shift_invert would, but timed
@@ -153,6 +159,26 @@ def ours_worker(folder: str, sigma: float, solver: str) -> None:
                       "eig": e.tolist()}))
 
 
+def near_range_worker(data, h, s, sigma: float, solver: str, radius: float, log: dict, t0, t1, t2) -> None:
+    """Gamma through the near-range pencil (bands.PathTracker with ``near``): its states start Davidson on
+    the full pencil and its single-precision factorizations precondition it."""
+    from deeph_jax.physics import bands
+    from deeph_jax.physics.near_range import within_distance
+
+    bands.make_factorization = lambda solver, is_complex, single=False: timed_factor(solver, is_complex, log, single)
+    near = within_distance(data, radius)
+    near_pencil = bands.bloch_pencil(near, np.zeros(3))
+    data.hamiltonian = data.overlap = near = None  # the blocks and their patterns are not needed any more
+    t3 = time.perf_counter()
+    stats = {}
+    e = bands.PathTracker(sigma, N_BANDS, solver).solve(h, s, np.zeros(3), None, stats, near=near_pencil)
+    t4 = time.perf_counter()
+    factor = log.get("factor_s", 0.0) + log.get("factor_single_s", 0.0)
+    print(json.dumps({"load_s": t1 - t0, "solve_s": t4 - t1, "build_s": t2 - t1, "near_build_s": t3 - t2,
+                      "eigen_s": t4 - t3 - factor, **log, **usage(), "near_range_A": radius, "method": stats["method"],
+                      "davidson_iterations": stats["iterations"], "shifts_eV": stats["shifts"], "eig": e.tolist()}))
+
+
 def path_kpoints(n_points: int) -> np.ndarray:
     """``n_points`` k along Gamma-M-K-Gamma (reduced coordinates of the cell), even in the path parameter."""
     corners = np.array([[0, 0, 0], [0.5, 0, 0], [1 / 3, 1 / 3, 0], [0, 0, 0]])
@@ -162,7 +188,7 @@ def path_kpoints(n_points: int) -> np.ndarray:
 
 
 def path_worker(folder: str, sigma: float, solver: str, n_points: int, warm_start: bool, track: bool = False,
-                first: int | None = None) -> None:
+                first: int | None = None, near_range: float | None = None) -> None:
     from tqdm import tqdm
 
     from deeph_jax.io import read_deeph_dir
@@ -185,7 +211,7 @@ def path_worker(folder: str, sigma: float, solver: str, n_points: int, warm_star
     t0 = time.perf_counter()
     k_stats = []
     e = bands.bands_at(data, path_kpoints(n_points)[:first], N_BANDS, sigma, progress=progress, solver=solver,
-                       warm_start=warm_start, stats=k_stats, track=track)
+                       warm_start=warm_start, stats=k_stats, track=track, near_range=near_range)
     total = time.perf_counter() - t0
     # a k whose shifts include sigma located its edges anew (rough pass); the others started from the previous k's
     rough = [i for i, st in enumerate(k_stats) if sigma in st.get("shifts", [])]
@@ -225,6 +251,9 @@ def main() -> None:
                     help="path: only its first N k-points (same spacing; to compare methods on a few k)")
     ap.add_argument("--track", action="store_true",
                     help="path: Davidson from k to k with earlier factorizations as preconditioners (bands.PathTracker)")
+    ap.add_argument("--near-range", type=float, default=None, metavar="A",
+                    help="Davidson on the full pencil, started and preconditioned by the pencil within A Angstrom "
+                         "(Gamma, or every k of --path)")
     ap.add_argument("--deepx", default="/tmp/venv-deepx-dock/bin/python", help="DeepH-dock venv python")
     ap.add_argument("--deepx-max-atoms", type=int, default=2000, help="DeepH-dock only for cells up to this size")
     ap.add_argument("--deepx-max-GB", type=float, default=12.0,
@@ -237,10 +266,10 @@ def main() -> None:
     ap.add_argument("--path-worker", nargs=2, metavar=("DIR", "SIGMA"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        return ours_worker(args.worker[0], float(args.worker[1]), args.solver)
+        return ours_worker(args.worker[0], float(args.worker[1]), args.solver, args.near_range)
     if args.path_worker:
         return path_worker(args.path_worker[0], float(args.path_worker[1]), args.solver, args.path_points,
-                           args.warm_start, args.track, args.path_first)
+                           args.warm_start, args.track, args.path_first, args.near_range)
     from deeph_jax.io import read_deeph_dir
 
     small = read_deeph_dir(SMALL)
@@ -253,10 +282,12 @@ def main() -> None:
     if args.path:
         record["path"] = bench_path(args, small, sigma)
         name = f"bands-path-{args.solver}-{args.path_size}" + ("-warm" if args.warm_start else "") + \
-            ("-track" if args.track else "") + (f"-first{args.path_first}" if args.path_first else "")
+            ("-track" if args.track else "") + (f"-first{args.path_first}" if args.path_first else "") + \
+            (f"-near{args.near_range:g}" if args.near_range is not None else "")
     else:
         record["gamma"] = bench_gamma(args, small, sigma)
-        name = f"bands-gamma-{args.solver}-" + "-".join(map(str, args.sizes))
+        name = f"bands-gamma-{args.solver}-" + "-".join(map(str, args.sizes)) + \
+            (f"-near{args.near_range:g}" if args.near_range is not None else "")
     record["load_avg_end"] = os.getloadavg()
     out = Path(args.results) / f"{name}-{datetime.date.today().isoformat()}.json"
     out.write_text(json.dumps(_json_safe(record), indent=1, allow_nan=False) + "\n")
@@ -283,7 +314,8 @@ def bench_path(args, small, sigma: float) -> dict:
     cmd = [sys.executable, __file__, "--path-worker", str(folder), str(sigma), "--solver", args.solver,
            "--path-points", str(args.path_points)] + (["--warm-start"] if args.warm_start else []) + \
         (["--track"] if args.track else []) + \
-        (["--path-first", str(args.path_first)] if args.path_first else [])
+        (["--path-first", str(args.path_first)] if args.path_first else []) + \
+        (["--near-range", str(args.near_range)] if args.near_range is not None else [])
     r = run(cmd, stderr=None)  # tqdm's bar (with ETA) shows live
     if "eig" in r:
         ref = np.array([expected(small, n, sigma, k) for k in ks])
@@ -294,7 +326,7 @@ def bench_path(args, small, sigma: float) -> dict:
     else:
         print(f"path failed: {r['error']}")
     return {"atoms": n_atoms, "orbitals": n_orb, "kpoints": ks.tolist(), "warm_start": args.warm_start,
-            "track": args.track, **r}
+            "track": args.track, "near_range_A": args.near_range, **r}
 
 
 def bench_gamma(args, small, sigma: float) -> list:
@@ -302,10 +334,12 @@ def bench_gamma(args, small, sigma: float) -> list:
     for n in args.sizes:
         folder, n_atoms, n_orb, n_R = cell_folder(args, small, n)
         ref = expected(small, n, sigma)
-        r = run([sys.executable, __file__, "--worker", str(folder), str(sigma), "--solver", args.solver])
+        near = [] if args.near_range is None else ["--near-range", str(args.near_range)]
+        r = run([sys.executable, __file__, "--worker", str(folder), str(sigma), "--solver", args.solver] + near)
         diff = float(np.abs(np.asarray(r["eig"]) - ref).max()) if "eig" in r else float("nan")
         start = len(rows)
-        rows.append((f"deeph-jax shift-invert, {r.get('backend', args.solver)}", n_atoms, n_orb, r, diff))
+        how = "shift-invert" if args.near_range is None else f"near-range {args.near_range:g} A + Davidson"
+        rows.append((f"deeph-jax {how}, {r.get('backend', args.solver)}", n_atoms, n_orb, r, diff))
         if n_atoms <= args.deepx_max_atoms and Path(args.deepx).exists():
             for dense in ([False, True] if args.deepx_dense else [False]):
                 rows.append(bench_deepx(args, folder, n_atoms, n_orb, n_R, sigma, dense, ref, r.get("eig")))

@@ -93,6 +93,14 @@ class BlockSparse:
         keys = zip(-ap[:, 0], -ap[:, 1], -ap[:, 2], ap[:, 4], ap[:, 3])
         return np.asarray([index.get(tuple(int(x) for x in k), -1) for k in keys], dtype=np.int64)
 
+    def select(self, keep: np.ndarray) -> "BlockSparse":
+        """The blocks whose indices are ``keep`` (ascending), in stored order."""
+        keep = np.asarray(keep, dtype=np.int64)
+        sizes = self.shapes[keep, 0] * self.shapes[keep, 1]
+        starts = np.repeat(self.boundaries[keep] - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes)
+        return BlockSparse.from_arrays(self.atom_pairs[keep], self.shapes[keep],
+                                       self.entries[starts + np.arange(int(sizes.sum()))])
+
     # -- Hermiticity --------------------------------------------------------------------------
     def hermiticity_error(self) -> float:
         """max |M_ij(R) - M_ji(-R)^dagger| over stored mirrored pairs (0 for an exactly Hermitian set)."""

@@ -398,21 +398,27 @@ class PathTracker:
                     out[:, mask] = f.solve(b)
         return out
 
+    def _shifts(self) -> dict:
+        """{side: shift}: next to each band edge, as solve_shift_invert places them; at sigma for a metal."""
+        if self.edges is None:
+            return {"valence": self.sigma}
+        shifts = {}
+        for side, edge in (("valence", self.edges[0]), ("conduction", self.edges[1])):
+            if edge is not None:
+                offset = min(EDGE_OFFSET_EV, 0.5 * abs(edge - self.sigma))
+                shifts[side] = edge + offset if side == "valence" else edge - offset
+        return shifts
+
     def _factorize(self, h, s, stats) -> None:
-        """Preconditioners at this k: single precision next to each band edge (as solve_shift_invert places
-        its shifts), analysis reused from the last ones when the pattern and arithmetic are the same."""
+        """Preconditioners at this k: single precision at :meth:`_shifts`, analysis reused from the last ones
+        when the pattern and arithmetic are the same."""
         is_complex = np.iscomplexobj(h.data) or np.iscomplexobj(s.data)
         old = self.factors or {}
         self.factors = {}
-        for side, edge in (("valence", self.edges[0]), ("conduction", self.edges[1])):
-            if edge is None:
-                continue
-            offset = min(EDGE_OFFSET_EV, 0.5 * abs(edge - self.sigma))
-            shift = edge + offset if side == "valence" else edge - offset
+        for side, shift in self._shifts().items():
             f = old.get(side, (None, None))[1]
             if f is None or np.issubdtype(f.dtype, np.complexfloating) != is_complex:
-                probe = make_factorization(self.solver, is_complex)
-                f = make_factorization("pardiso", is_complex, single=True) if probe.name == "pardiso" else probe
+                f = self._single_factor(is_complex)
             try:
                 f.factorize((h - shift * s).tocsr())
             except SingularError:  # the shift is an eigenvalue: move it a little
@@ -435,20 +441,69 @@ class PathTracker:
         stats["solves"] += sub["solves"]
         return e, x
 
-    def solve(self, h, s, k=None, path=None, stats: dict | None = None) -> np.ndarray:
+    def _start_from_near(self, near, stats) -> None:
+        """Start vectors and band edges from the near-range pencil: the rough pass of :func:`solve_shift_invert`
+        alone (block Lanczos at sigma on a single-precision factorization, until both edge estimates settle).
+        Converging them there would cost a double-precision factorization per edge; Davidson converges them on
+        the full pencil anyway. (At 10^5 atoms, solving the near-range pencil to convergence first took over
+        20 minutes.)"""
+        h_near, s_near = near
+        n, m = h_near.shape[0], self.n_bands + TRACK_GUARD
+        is_complex = np.iscomplexobj(h_near.data) or np.iscomplexobj(s_near.data)
+        dtype = np.complex128 if is_complex else np.float64
+        factor = self._single_factor(is_complex)
+        shift = self.sigma
+        try:
+            factor.factorize((h_near - shift * s_near).tocsr())
+        except SingularError:  # sigma is an eigenvalue of the near-range pencil: move it a little
+            shift += 1e-4
+            factor.factorize((h_near - shift * s_near).tocsr())
+        stats["shifts"].append(float(shift))
+
+        def solve(b):
+            return np.asarray(factor.solve(np.asarray(b, dtype=factor.dtype)), dtype=dtype)
+
+        width = min(max(8, self.n_bands // 2 + 2), max(1, (n - 1) // 4))
+        rough = block_lanczos(s_near, solve, _start_block(n, max(width, m), dtype), m, min_steps=ROUGH_STEPS[0],
+                              max_steps=ROUGH_STEPS[1], until=_edges_settled(shift))
+        stats["solves"] += rough.solves
+        factor.release()
+        self.vectors, self.refresh = rough.vectors(m), True
+        self._set_edges(rough.energies(shift)[:m])
+
+    def _single_factor(self, is_complex: bool):
+        """A single-precision factorization object (PARDISO), or the solver's own where it has none."""
+        probe = make_factorization(self.solver, is_complex)
+        return make_factorization("pardiso", is_complex, single=True) if probe.name == "pardiso" else probe
+
+    def _set_edges(self, e: np.ndarray) -> None:
+        below, above = e[e < self.sigma], e[e > self.sigma]
+        self.edges = (float(below.max()) if len(below) else None, float(above.min()) if len(above) else None)
+        if min(abs(x - self.sigma) for x in self.edges if x is not None) < EDGE_GAP_EV:
+            self.edges = None  # states at sigma (a metal): no edges to sit next to
+
+    def solve(self, h, s, k=None, path=None, stats: dict | None = None, near=None) -> np.ndarray:
         """The ``n_bands`` eigenvalues nearest sigma at this k (eV, ascending); ``stats`` gets the method,
-        Davidson iterations, solves and the shifts factorized here."""
+        Davidson iterations, solves and the shifts factorized here.
+
+        ``near``: (H, S) of the near-range pencil at this k (:mod:`deeph_jax.physics.near_range`). Its states
+        start the first k and its factorizations precondition every k (a metal's at sigma), so the full
+        pencil is never factorized unless Davidson fails even with fresh ones."""
         from deeph_jax.physics.davidson import davidson_nearest
 
         stats = {} if stats is None else stats
         stats.update(method="davidson", shifts=[], solves=0, iterations=0)
         n, m = h.shape[0], self.n_bands + TRACK_GUARD
         result = None
-        if self.vectors is not None and self.edges is not None and m < n - 1:
+        if near is not None and self.vectors is None and m < n - 1:
+            self._start_from_near(near, stats)
+        if self.vectors is not None and (self.edges is not None or near is not None) and m < n - 1:
             start = _start_block(n, m, np.result_type(h.dtype, s.dtype, self.vectors.dtype), self.vectors)
-            for attempt in range(2):
-                if self.refresh or attempt:
-                    self._factorize(h, s, stats)
+            made_here = False
+            for attempt in range(2):  # the second goes on from the first's vectors, with preconditioners made here
+                if self.refresh or (attempt and not made_here):
+                    self._factorize(*(near or (h, s)), stats)
+                    made_here = True
                 out = davidson_nearest(h, s, self.sigma, self.n_bands, self._precondition, start, self.tol_eV,
                                        TRACK_GUARD, TRACK_MAX_ITERATIONS)
                 stats["iterations"] += out.iterations
@@ -466,16 +521,13 @@ class PathTracker:
             order = np.argsort(np.abs(result.energies - self.sigma), kind="stable")
             self.vectors = result.vectors[:, order]
             e = np.sort(result.energies[order[: self.n_bands]])
-        below, above = e[e < self.sigma], e[e > self.sigma]
-        self.edges = (float(below.max()) if len(below) else None, float(above.min()) if len(above) else None)
-        if min(abs(x - self.sigma) for x in self.edges if x is not None) < EDGE_GAP_EV:
-            self.edges = None  # states at sigma (a metal): no edges to sit next to; every k is solved in full
+        self._set_edges(e)
         return e
 
 
 def bands_at(data, kpoints: np.ndarray, n_bands: int | None = None, sigma: float | None = None,
              progress=None, solver: str = "auto", warm_start: bool = False, stats: list | None = None,
-             track: bool = False) -> np.ndarray:
+             track: bool = False, near_range: float | None = None) -> np.ndarray:
     """Eigenvalues (eV) of a :class:`~deeph_jax.io.DeephStructure` at each k.
 
     Args:
@@ -489,6 +541,10 @@ def bands_at(data, kpoints: np.ndarray, n_bands: int | None = None, sigma: float
         stats: if a list, one dict per k of :func:`solve_shift_invert`'s statistics (shifts, passes, solves).
         track: follow the states from k to k by preconditioned Davidson (:class:`PathTracker`): a
             factorization every few k instead of two per k, for paths of large cells.
+        near_range: Angstrom, or None: Davidson (as ``track``, at every k, the first included) starts from and
+            is preconditioned by the pencil kept within this distance (:mod:`deeph_jax.physics.near_range`),
+            whose factorizations are sparser; the answers are the full pencil's. For cells whose full
+            factorization is too large (10^5 atoms).
 
     Along a path the previous k's band edges place the next k's shifts at once (``edges`` of
     :func:`solve_shift_invert`), so only the first k (and any k where they fail the checks) pays for the
@@ -503,12 +559,19 @@ def bands_at(data, kpoints: np.ndarray, n_bands: int | None = None, sigma: float
     real_h = not data.hamiltonian.is_complex
     path = data.path / "overlap.h5" if data.path is not None else None
     out, factors, previous, edges = [], {}, None, None
-    tracker = PathTracker(sigma, n_bands, solver) if track and n_bands is not None and sigma is not None else None
+    sparse = n_bands is not None and sigma is not None
+    tracker = PathTracker(sigma, n_bands, solver) if sparse and (track or near_range is not None) else None
+    near = None
+    if tracker is not None and near_range is not None:
+        from deeph_jax.physics.near_range import within_distance
+
+        near = within_distance(data, near_range)
     it = kpoints if progress is None else progress(kpoints)
     for k in it:
         if tracker is not None:
             k_stats = {}
-            out.append(tracker.solve(*bloch_pencil(data, k), k, path, k_stats))
+            near_pencil = None if near is None else bloch_pencil(near, k)
+            out.append(tracker.solve(*bloch_pencil(data, k), k, path, k_stats, near=near_pencil))
             if stats is not None:
                 stats.append(k_stats)
         elif n_bands is not None and sigma is not None:

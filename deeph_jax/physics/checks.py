@@ -41,6 +41,19 @@ def check_finite_energy(value: float | None, option: str) -> float | None:
     return value
 
 
+def check_near_range(value) -> float:
+    """--near-range: "auto", "off" or a radius in Angstrom (at least NEAR_RANGE_MIN_A)."""
+    from deeph_jax.physics.near_range import NEAR_RANGE_MIN_A
+
+    try:
+        radius = float(value)
+    except (TypeError, ValueError):
+        raise DeephError(f"--near-range must be auto, off or a radius in Angstrom, got {value!r}") from None
+    if not (math.isfinite(radius) and radius >= NEAR_RANGE_MIN_A):
+        raise DeephError(f"--near-range must be at least {NEAR_RANGE_MIN_A:g} A (shorter drops the bonds), got {value}")
+    return radius
+
+
 def check_npoints(npoints: int) -> int:
     if npoints < 2:
         raise DeephError(f"--npoints must be at least 2 (both ends of the path), got {npoints}")

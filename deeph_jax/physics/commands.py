@@ -24,12 +24,14 @@ def _bands(args) -> int:
                              "DEEPH_PROCESS_ID set for each process (see README, multi-host)")
         distributed = True
     r = run_bands(args.dir, args.hamiltonian, args.kpath, args.npoints, args.nbands, args.sigma, args.out,
-                  smearing=args.smearing, distributed=distributed, method=args.method, track=args.track)
+                  smearing=args.smearing, distributed=distributed, method=args.method, track=args.track,
+                  near_range=args.near_range)
     if "out" not in r:  # not the first process: it computed, the first one writes and reports
         return 0
     e = r["energies_eV"]
     print(f"bands ({r['hamiltonian']}, {r['mode']}"
           + (f", the {e.shape[1]} nearest {r['sigma_eV']:.4f} eV" if "sigma_eV" in r else ", every band")
+          + (f", near-range pencil within {r['near_range_A']:.2f} A" if "near_range_A" in r else "")
           + f"): {e.shape[0]} k-points x {e.shape[1]} bands, "
           f"E_F = {r['fermi_energy_eV']:.6f} eV" + (f", gap {r['gap_eV']:.4f} eV" if "gap_eV" in r else ""))
     if "max_abs_diff_eV" in r:
@@ -120,6 +122,11 @@ def register(sub) -> None:
     p.add_argument("--track", action="store_true",
                    help="sparse: follow the bands from k to k by Davidson, reusing factorizations of earlier k-points "
                         "(large cells: a factorization every few k instead of two per k; eigenvalues to ~1e-9 eV)")
+    p.add_argument("--near-range", default="auto", metavar="auto|off|A",
+                   help="sparse: start and precondition Davidson with H, S kept within this radius (Angstrom), a "
+                        "sparser factorization than the full pencil's, for cells whose full one does not fit; "
+                        "eigenvalues are the full pencil's (~1e-9 eV). auto (default): only when the full "
+                        "factorization would not fit in memory, at 0.55 of the longest block")
     p.add_argument("--out", default=None, help="output .npz or .h5 (default DIR/bands.npz; the PNG beside it)")
     p.add_argument("--distributed", action="store_true",
                    help="with --nbands: split the rows of H(k), S(k) over the JAX processes started with "

@@ -46,6 +46,15 @@ def shift_invert_bytes(dimension: int, nnz: int, complex_: bool) -> float:
     return 3.0 * nnz * (scalar + 4) + factor_bytes(dimension, nnz, scalar) + 2.0 * 1200 * dimension * scalar
 
 
+def near_range_bytes(dimension: int, nnz: int, nnz_near: int, complex_: bool) -> float:
+    """Shift-invert through the near-range pencil (:mod:`deeph_jax.physics.near_range`): the full H(k), S(k)
+    (value + index per entry), the near-range H, S and H - shift S, the double-precision factor of its start
+    solve and two single-precision preconditioners, and the Davidson basis (~100 vectors, three copies)."""
+    scalar = 16 if complex_ else 8
+    factors = factor_bytes(dimension, nnz_near, scalar) + 2.0 * factor_bytes(dimension, nnz_near, scalar // 2)
+    return 2.0 * nnz * (scalar + 4) + 3.0 * nnz_near * (scalar + 4) + factors + 300.0 * dimension * scalar
+
+
 def kpm_bytes(dimension: int, nnz: int, n_vectors: int, complex_: bool, s_route: str) -> float:
     """KPM: sparse H and S (value + column index per entry, twice for the symmetrized copies), about eight
     blocks of n x R vectors (Chebyshev recursion and the S solve), and the S factor of ``s_route``

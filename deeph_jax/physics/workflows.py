@@ -67,14 +67,36 @@ def fermi_of(data, e_path: np.ndarray | None, mesh=None, smearing: float = 0.1):
     return ef, gap
 
 
-def solver_for(nbands, sigma, distributed: bool, progress=None, track: bool = False):
+def solver_for(nbands, sigma, distributed: bool, progress=None, track: bool = False, near_range: float | None = None):
     """``energies(data, kpoints)``: dense, single-machine shift-invert (``track``: Davidson from k to k,
-    :class:`~deeph_jax.physics.bands.PathTracker`), or rows over the JAX processes."""
+    :class:`~deeph_jax.physics.bands.PathTracker`; ``near_range``: the same, started and preconditioned by
+    the near-range pencil), or rows over the JAX processes."""
     if distributed:
         from deeph_jax.physics.distributed import bands_distributed
 
         return lambda data, kpoints: bands_distributed(data, kpoints, nbands, sigma, progress)
-    return lambda data, kpoints: bands_at(data, kpoints, nbands, sigma, progress=progress, track=track)
+    return lambda data, kpoints: bands_at(data, kpoints, nbands, sigma, progress=progress, track=track,
+                                          near_range=near_range)
+
+
+def sparse_plan(data, n: int, complex_: bool, near_range="auto", path=None) -> float | None:
+    """The near-range radius (Angstrom) sparse bands will use, or None for the full pencil, after checking the
+    memory either needs. ``near_range``: "auto" (the full pencil when its factorization fits in memory, else
+    the near-range one at :func:`~deeph_jax.physics.near_range.default_radius_A`), "off", or a radius."""
+    from deeph_jax.physics import near_range as nr
+
+    nnz = data.hamiltonian.entries.shape[0]  # stored entries: at least the nonzeros of H(k)
+    full = memory.shift_invert_bytes(n, nnz, complex_)
+    if near_range in (None, "off") or (near_range == "auto" and full <= 0.9 * memory.available_bytes()):
+        memory.check_fits(full, f"sparse bands of {n:,} orbitals",
+                          "use --near-range auto, a machine with more memory, or --distributed over several", path)
+        return None
+    radius = nr.default_radius_A(data) if near_range == "auto" else checks.check_near_range(near_range)
+    nnz_near = nr.stored_entries_within(data.hamiltonian, data.structure, radius)
+    memory.check_fits(memory.near_range_bytes(n, nnz, nnz_near, complex_),
+                      f"sparse bands of {n:,} orbitals (near-range pencil within {radius:.2f} A)",
+                      "use a machine with more memory, or --distributed over several", path)
+    return radius
 
 
 def is_main_process() -> bool:
@@ -101,10 +123,12 @@ def bands_method(method: str, dimension: int, nbands, distributed: bool) -> str:
 
 
 def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, sigma=None, out=None,
-              smearing=0.1, plot=True, distributed=False, method="auto", track=False) -> dict:
+              smearing=0.1, plot=True, distributed=False, method="auto", track=False, near_range="auto") -> dict:
     """Bands along a path. ``method``: see :func:`bands_method` (``result["mode"]`` says which ran).
     ``track``: sparse bands follow the states from k to k by preconditioned Davidson (a factorization
     every few k instead of two per k; eigenvalues to ~1e-9 eV instead of ~1e-14).
+    ``near_range``: sparse bands through the near-range pencil (:func:`sparse_plan`: "auto", "off" or a
+    radius in Angstrom; ``result["near_range_A"]`` says which ran).
     ``distributed``: the sparse eigenvalues with the matrix rows over the JAX processes of this run
     (:mod:`deeph_jax.physics.distributed`); every process computes, the first writes."""
     folder = Path(folder)
@@ -134,16 +158,19 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
         if sigma is None:
             raise DeephError("sparse bands need --sigma (eV): info.json has no fermi_energy_eV to default to", folder)
     complex_ = data.spinful or data.hamiltonian.is_complex or len(path.kpoints) > 1
-    if sparse:
-        nnz = data.hamiltonian.entries.shape[0]  # stored entries: at least the nonzeros of H(k)
-        memory.check_fits(memory.shift_invert_bytes(n, nnz, complex_), f"sparse bands of {n:,} orbitals",
-                          "use a machine with more memory, or --distributed over several", folder)
+    radius = None
+    if sparse and distributed:
+        memory.check_fits(memory.shift_invert_bytes(n, data.hamiltonian.entries.shape[0], complex_),
+                          f"sparse bands of {n:,} orbitals", "use more processes", folder)
+    elif sparse:
+        radius = sparse_plan(data, n, complex_, near_range, folder)
     else:
         memory.check_fits(memory.dense_eigen_bytes(n, complex_), f"dense bands of {n:,} orbitals",
                           f"use --method sparse (the {AUTO_NBANDS} bands nearest E_F)", folder)
     logger.info("bands: %d orbitals -> %s", n, f"sparse shift-invert, {nbands} bands nearest {sigma:.4f} eV"
+                + ("" if radius is None else f", preconditioned by the near-range pencil within {radius:.2f} A")
                 if sparse else "dense, every band")
-    solve = solver_for(nbands, sigma, distributed, track=track)
+    solve = solver_for(nbands, sigma, distributed, track=track, near_range=radius)
     energies = solve(data, path.kpoints)
     result = {"hamiltonian": which, "kpoints": path.kpoints, "distances": path.distances,
               "tick_distances": path.tick_distances, "tick_labels": np.asarray(path.tick_labels),
@@ -152,6 +179,8 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
         ef = float(data.fermi_energy_eV if data.fermi_energy_eV is not None else sigma)
         gap = None
         result["sigma_eV"] = float(sigma)
+        if radius is not None:
+            result["near_range_A"] = radius
     else:
         ef, gap = fermi_of(data, energies, smearing=smearing)
     result["fermi_energy_eV"] = ef

@@ -163,6 +163,37 @@ def test_cli_bands_sparse_method_defaults_to_20_near_fermi(tmp_path, capsys):
     assert main(["bands", str(cell), "--npoints", "6", "--method", "sparse", "--track",
                  "--out", str(tmp_path / "t.npz")]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "t.npz")["energies_eV"], expected, atol=1e-8)
+    # --near-range: Davidson started and preconditioned by the pencil within 6 A, the same bands
+    capsys.readouterr()
+    assert main(["bands", str(cell), "--npoints", "6", "--method", "sparse", "--near-range", "6",
+                 "--out", str(tmp_path / "n.npz")]) == 0
+    assert "near-range pencil within 6.00 A" in capsys.readouterr().out
+    np.testing.assert_allclose(np.load(tmp_path / "n.npz")["energies_eV"], expected, atol=1e-8)
+
+
+def test_sparse_plan_takes_the_near_range_pencil_when_the_full_one_would_not_fit(monkeypatch):
+    from deeph_jax.io import read_deeph_dir
+    from deeph_jax.physics import memory
+    from deeph_jax.physics.near_range import stored_entries_within
+    from deeph_jax.physics.workflows import sparse_plan
+
+    data = read_deeph_dir(HBN_CELL)
+    n, nnz = 32, data.hamiltonian.entries.shape[0]
+    full = memory.shift_invert_bytes(n, nnz, True)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2 * full)
+    assert sparse_plan(data, n, True) is None  # the full pencil fits
+    assert sparse_plan(data, n, True, 6.0) == 6.0
+    radius = 0.55 * 10.2  # the shipped cell stores blocks out to ~10.2 A
+    near = memory.near_range_bytes(n, nnz, stored_entries_within(data.hamiltonian, data.structure, radius), True)
+    assert near < full
+    monkeypatch.setattr(memory, "available_bytes", lambda: (near + full) / 2 / 0.9)
+    assert sparse_plan(data, n, True) == pytest.approx(radius, abs=0.3)
+    with pytest.raises(DeephError, match="needs about"):
+        sparse_plan(data, n, True, "off")
+    with pytest.raises(DeephError, match="at least 2 A"):
+        sparse_plan(data, n, True, "1.0")
+    with pytest.raises(DeephError, match="auto, off or a radius"):
+        sparse_plan(data, n, True, "near")
 
 
 def test_cli_bands_refused_when_memory_would_not_fit(tmp_path, monkeypatch, capsys):

@@ -252,3 +252,36 @@ def test_davidson_keeps_degenerate_clusters_whole():
     assert out.converged and len(out.energies) >= N_BANDS + 4
     assert np.abs(np.sort(out.energies[:N_BANDS]) - ref).max() < 1e-8
     assert out.residual[:N_BANDS].max() < 1e-6
+
+
+def test_near_range_pencil_preconditions_without_factorizing_the_full_one(sheet, monkeypatch):
+    """bands_at(near_range=6 A): Davidson starts from and is preconditioned by the pencil kept within 6 A of
+    the 10 A one; every factorization is of that sparser pencil, and the 20 states nearest E_F are the full
+    pencil's (dense eigh) at Gamma and off it."""
+    data = tile_deeph(read_deeph_dir(SMALL), (6, 6, 1))
+    sigma = data.fermi_energy_eV
+    full_nnz = pencil(data, np.zeros(3))[0].nnz
+    factorized = []
+    real_factorize = sparse_solve.PardisoLDL.factorize if "pardiso" in BACKENDS else sparse_solve.SuperLU.factorize
+    cls = sparse_solve.PardisoLDL if "pardiso" in BACKENDS else sparse_solve.SuperLU
+
+    def counted(self, a):
+        factorized.append(a.nnz)
+        return real_factorize(self, a)
+
+    monkeypatch.setattr(cls, "factorize", counted)
+    kpath = np.array([[0.0, 0.0, 0.0]] + [[0.5 * t, 0.2 * t, 0.0] for t in (0.03, 0.06, 0.09)])  # real, then complex
+    stats = []
+    e = bands_at(data, kpath, n_bands=N_BANDS, sigma=sigma, stats=stats, near_range=6.0)
+    for k, got in zip(kpath, e):
+        assert np.abs(got - dense_nearest(*pencil(data, k), sigma)).max() < 1e-8
+    assert all(st["method"] == "davidson" for st in stats)
+    assert factorized and max(factorized) < 0.7 * full_nnz
+
+
+def test_near_range_below_the_bonds_is_refused(sheet):
+    from deeph_jax.errors import DeephError
+    from deeph_jax.physics.near_range import within_distance
+
+    with pytest.raises(DeephError, match="near-range radius"):
+        within_distance(sheet, 1.0)
