@@ -25,6 +25,9 @@ import scipy.sparse as sp
 from deeph_jax.errors import DeephError
 
 
+PATTERN_CHUNK_BLOCKS = 1 << 18  # blocks per chunk when working out a CSR pattern
+
+
 @dataclass(frozen=True, eq=False)
 class BlockSparse:
     """A real-space matrix as blocks keyed by (R, i, j). Energies in eV (overlap: unitless)."""
@@ -207,8 +210,10 @@ class BlockSparse:
         symmetric = bool(np.all(mirror_pair < len(pairs)) and np.all(pairs[np.minimum(mirror_pair, len(pairs) - 1)] == pj * n_atoms + pi))
         mirror = np.empty(int(indptr[-1]), dtype=small) if symmetric else None
         shape_ids = self.shapes[:, 0] * 100003 + self.shapes[:, 1]
-        for sid in np.unique(shape_ids):
-            sel = np.nonzero(shape_ids == sid)[0]
+        groups = [np.nonzero(shape_ids == sid)[0] for sid in np.unique(shape_ids)]
+        # in chunks of blocks: the (blocks, a, b) index arrays of one chunk are temporary (at 10^5 atoms
+        # whole-group ones were several GB each)
+        for sel in (g[c: c + PATTERN_CHUNK_BLOCKS] for g in groups for c in range(0, len(g), PATTERN_CHUNK_BLOCKS)):
             a, b = (int(x) for x in self.shapes[sel[0]])
             p = pair_of_block[sel]
             row0 = indptr[atom_offsets[pi[p]]]  # slot of the block's first row
