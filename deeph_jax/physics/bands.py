@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from deeph_jax.errors import DeephError
 from deeph_jax.physics.lanczos import RitzPairs, block_lanczos
 from deeph_jax.physics.sparse_solve import SingularError, make_factorization
+from deeph_jax.physics.threaded import row_split
 
 logger = logging.getLogger(__name__)
 
@@ -358,6 +359,8 @@ def bloch_pencil(data, k) -> tuple[sp.csr_matrix, sp.csr_matrix]:
 TRACK_REFRESH_ITERATIONS = 16
 TRACK_MAX_ITERATIONS = 15  # Davidson iterations before refactorizing at this k (then a full shift-invert solve)
 TRACK_GUARD = 4  # Ritz pairs beyond the wanted ones followed along the path
+TRACK_OFFSET_MIN_EV = 0.001  # the closest a preconditioner's shift comes to its band edge
+NEAR_START_ITERATIONS = 6  # Davidson iterations from the near-range pencil's rough start before its edges are used
 
 
 class PathTracker:
@@ -384,6 +387,7 @@ class PathTracker:
         self.edges = None  # (highest state below sigma, lowest above) of the previous k; None for a side without
         self.factors = None  # {side: (shift, factorization)}
         self.refresh = True
+        self.spreads = (None, None)  # energy spread (eV) of the wanted states below and above sigma
         self._full = {}  # per arithmetic: (factor, rough factor) of the full solve, analysis reused across k
 
     def _precondition(self, r: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -405,7 +409,11 @@ class PathTracker:
         shifts = {}
         for side, edge in (("valence", self.edges[0]), ("conduction", self.edges[1])):
             if edge is not None:
-                offset = min(EDGE_OFFSET_EV, 0.5 * abs(edge - self.sigma))
+                # closer than EDGE_OFFSET_EV when the wanted states of this side crowd within a few meV (10^5
+                # atoms: 20 in 2.3 meV), else the shift is as near the next, unwanted states as the wanted ones
+                spread = self.spreads[0 if side == "valence" else 1]
+                offset = min(EDGE_OFFSET_EV, 0.5 * abs(edge - self.sigma),
+                             max(TRACK_OFFSET_MIN_EV, 0.5 * spread) if spread is not None else EDGE_OFFSET_EV)
                 shifts[side] = edge + offset if side == "valence" else edge - offset
         return shifts
 
@@ -477,8 +485,10 @@ class PathTracker:
         return make_factorization("pardiso", is_complex, single=True) if probe.name == "pardiso" else probe
 
     def _set_edges(self, e: np.ndarray) -> None:
+        """Band edges (and each side's spread) from the wanted energies ``e`` (eV)."""
         below, above = e[e < self.sigma], e[e > self.sigma]
         self.edges = (float(below.max()) if len(below) else None, float(above.min()) if len(above) else None)
+        self.spreads = tuple(float(x.max() - x.min()) if len(x) else None for x in (below, above))
         if min(abs(x - self.sigma) for x in self.edges if x is not None) < EDGE_GAP_EV:
             self.edges = None  # states at sigma (a metal): no edges to sit next to
 
@@ -495,23 +505,31 @@ class PathTracker:
         stats.update(method="davidson", shifts=[], solves=0, iterations=0)
         n, m = h.shape[0], self.n_bands + TRACK_GUARD
         result = None
+        budgets = [TRACK_MAX_ITERATIONS] * 2  # later attempts go on from the earlier one's vectors
         if near is not None and self.vectors is None and m < n - 1:
             self._start_from_near(near, stats)
+            # the rough pass's edges lie inside the bands (by 16 meV at 10^5 atoms, where the 20 states span
+            # 2.3 meV): a few iterations place them, then the preconditioners are made again next to them
+            budgets = [NEAR_START_ITERATIONS] + budgets
         if self.vectors is not None and (self.edges is not None or near is not None) and m < n - 1:
             start = _start_block(n, m, np.result_type(h.dtype, s.dtype, self.vectors.dtype), self.vectors)
-            made_here = False
-            for attempt in range(2):  # the second goes on from the first's vectors, with preconditioners made here
-                if self.refresh or (attempt and not made_here):
+            made = None  # the shifts of the preconditioners made at this k
+            h_threads, s_threads = row_split(h), row_split(s)  # Davidson's sparse products on every core
+            for attempt, budget in enumerate(budgets):
+                if self.refresh or (attempt and _shifts_moved(made, self._shifts())):
                     self._factorize(*(near or (h, s)), stats)
-                    made_here = True
-                out = davidson_nearest(h, s, self.sigma, self.n_bands, self._precondition, start, self.tol_eV,
-                                       TRACK_GUARD, TRACK_MAX_ITERATIONS)
+                    made = self._shifts()
+                out = davidson_nearest(h_threads, s_threads, self.sigma, self.n_bands, self._precondition, start,
+                                       self.tol_eV, TRACK_GUARD, budget)
                 stats["iterations"] += out.iterations
                 stats["solves"] += out.solves
                 if out.converged:
                     result = out
                     break
                 start = out.vectors
+                self._set_edges(out.energies[: self.n_bands])  # nearest sigma first: where the bands are now
+            for m_ in (h_threads, s_threads):
+                getattr(m_, "close", lambda: None)()
         if result is None:
             stats["method"] = "shift-invert"
             e, x = self._full_solve(h, s, k, path, stats)
@@ -523,6 +541,12 @@ class PathTracker:
             e = np.sort(result.energies[order[: self.n_bands]])
         self._set_edges(e)
         return e
+
+
+def _shifts_moved(made: dict | None, now: dict) -> bool:
+    """Whether preconditioners made at ``made`` ({side: shift}, or None) are off from ``now`` by more than
+    TRACK_OFFSET_MIN_EV somewhere."""
+    return made is None or made.keys() != now.keys() or any(abs(made[k] - now[k]) > TRACK_OFFSET_MIN_EV for k in now)
 
 
 def bands_at(data, kpoints: np.ndarray, n_bands: int | None = None, sigma: float | None = None,

@@ -82,9 +82,10 @@ def davidson_nearest(h, s, sigma: float, n_wanted: int, precondition: Callable[[
         open_ = np.flatnonzero(residual > need)
         t = np.asarray(precondition(r[:, open_], theta[open_]), dtype=dtype)
         solves += t.shape[1]
-        if v.shape[1] + t.shape[1] > max_basis:  # restart from the Ritz block
-            v, sv, _, _, _ = s_orthonormalize(x, s)
-            hv = h @ v
+        if v.shape[1] + t.shape[1] > max_basis:
+            # restart from the Ritz block: x = v y with orthonormal y is S-orthonormal already, and S x, H x
+            # are at hand (no sparse products: at 10^4 atoms they are most of an iteration)
+            v, sv, hv = x, sx, hx
         q, sq, _, _, _ = s_orthonormalize(t, s, [v], [sv])
         if q.shape[1] == 0:
             break

@@ -296,3 +296,16 @@ def test_subnormals_flushed_only_inside_the_context():
     with sparse_solve.subnormals_flushed():
         assert tiny * scale == 0
     assert tiny * scale > 0
+
+
+def test_row_split_products_equal_the_matrix_products(sheet):
+    """Row blocks multiplied on threads (views of the matrix's arrays) give the product of the whole matrix."""
+    from deeph_jax.physics.threaded import RowSplit
+
+    h, _ = pencil(sheet, GENERIC_K)
+    x = np.random.default_rng(0).standard_normal((h.shape[0], 5))
+    for threads in (2, 3):
+        split = RowSplit(h, threads)
+        assert len(split.blocks) == threads and split.shape == h.shape
+        np.testing.assert_allclose(split @ x, h @ x, rtol=0, atol=1e-12)
+        split.close()
