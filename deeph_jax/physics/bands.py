@@ -354,7 +354,7 @@ def bloch_pencil(data, k) -> tuple[sp.csr_matrix, sp.csr_matrix]:
 
 # Along a path, a k whose Davidson needed more iterations than this refactorizes the preconditioner at the next k.
 # 72-atom hBN sheet: 10-11 iterations a k with fresh factorizations, 10-17 with ones from up to 9 k before; at
-# 9,800 atoms (1 thread, loaded) a single-precision complex factorization took ~45 s and an iteration ~3 s, so
+# 9,800 atoms (2 threads) a single-precision complex factorization took ~7 s and an iteration ~1.3 s, so
 # they are renewed rarely.
 TRACK_REFRESH_ITERATIONS = 16
 TRACK_MAX_ITERATIONS = 15  # Davidson iterations before refactorizing at this k (then a full shift-invert solve)
@@ -370,8 +370,8 @@ class PathTracker:
     renewed when Davidson slows down (the k-point moved away from theirs); the first k, and any k where
     Davidson fails even with fresh factorizations, gets the full shift-invert solve.
 
-    At 9,800 atoms (1 thread, load ~4) a single-precision complex factorization took ~45 s and a Davidson
-    iteration ~3 s; a 40-point path made 13 factorizations after its first k instead of two or three at every k.
+    At 9,800 atoms (2 threads) a single-precision complex factorization took ~7 s and a Davidson iteration
+    ~1.3 s; a 40-point path made 14 factorizations after its first k instead of two or three at every k.
     Single-precision factorizations (PARDISO) serve as preconditioners: Davidson's residuals are computed with
     the exact H and S in double precision, so the answer does not depend on the preconditioner's precision.
 

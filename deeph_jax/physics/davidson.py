@@ -5,8 +5,8 @@ Along a band path the eigenvectors of one k start the next, and the shift-invert
 earlier k, (H(k0) - sigma_side S(k0))^-1 next to each band edge, stand in for this k's: the correction of
 a Ritz pair (theta, x) with residual r = (H - theta S) x is t = M r with M the factor of its side of sigma.
 Where M is exact this is shift-invert subspace iteration; where k0 is near k it stays close, and one
-factorization serves several k-points (at 9,800 atoms a single-precision complex factorization took ~45 s,
-an iteration with its block of solves ~3 s).
+factorization serves several k-points (at 9,800 atoms, 2 threads, a single-precision complex factorization
+took ~7 s, an iteration with its block of solves ~1.3 s).
 
 The basis is kept S-orthonormal (:func:`deeph_jax.physics.lanczos.s_orthonormalize`), harmonic Ritz
 extraction picks the pairs nearest sigma, and ``guard`` pairs beyond the wanted ones follow the states just

@@ -159,6 +159,8 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
             raise DeephError("sparse bands need --sigma (eV): info.json has no fermi_energy_eV to default to", folder)
     complex_ = data.spinful or data.hamiltonian.is_complex or len(path.kpoints) > 1
     radius = None
+    if distributed and near_range not in (None, "auto", "off"):
+        raise DeephError("--near-range is for one machine: drop it with --distributed", folder)
     if sparse and distributed:
         memory.check_fits(memory.shift_invert_bytes(n, data.hamiltonian.entries.shape[0], complex_),
                           f"sparse bands of {n:,} orbitals", "use more processes", folder)
