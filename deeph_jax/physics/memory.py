@@ -48,10 +48,11 @@ def shift_invert_bytes(dimension: int, nnz: int, complex_: bool) -> float:
 
 def near_range_bytes(dimension: int, nnz: int, nnz_near: int, complex_: bool) -> float:
     """Shift-invert through the near-range pencil (:mod:`deeph_jax.physics.near_range`): the full H(k), S(k)
-    (value + index per entry), the near-range H, S and H - shift S, the double-precision factor of its start
-    solve and two single-precision preconditioners, and the Davidson basis (~100 vectors, three copies)."""
+    (value + index per entry), the near-range H, S and H - shift S, three single-precision factors of it (the
+    rough start pass's, released before the two preconditioners are made: one as margin), and the Davidson
+    basis (~100 vectors, three copies)."""
     scalar = 16 if complex_ else 8
-    factors = factor_bytes(dimension, nnz_near, scalar) + 2.0 * factor_bytes(dimension, nnz_near, scalar // 2)
+    factors = 3.0 * factor_bytes(dimension, nnz_near, scalar // 2)
     return 2.0 * nnz * (scalar + 4) + 3.0 * nnz_near * (scalar + 4) + factors + 300.0 * dimension * scalar
 
 

@@ -8,7 +8,7 @@ and a factorization of its H - shift S is a good preconditioner near the shift; 
 Davidson on the full pencil, to the same tolerance. What it saves is the fill of the factorization: at
 9,800 atoms (hBN, 10.2 A cutoff, real, single precision) the factor of the 5.5 A pencil held 35 million
 entries instead of 94 million and was made in 1.6 s instead of 8.3 s; the full one's grows faster than the
-matrix with size (nested dissection of a 2D sheet), and at 10^5 atoms it did not fit in 16 GiB.
+matrix with size (nested dissection of a 2D sheet), and at 10^5 atoms it did not fit a 23 GB machine.
 """
 
 from __future__ import annotations
