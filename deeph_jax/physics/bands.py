@@ -426,7 +426,7 @@ class PathTracker:
         for side, shift in self._shifts().items():
             f = old.get(side, (None, None))[1]
             if f is None or np.issubdtype(f.dtype, np.complexfloating) != is_complex:
-                f = self._single_factor(is_complex)
+                f = make_factorization(self.solver, is_complex, single=True)
             try:
                 f.factorize((h - shift * s).tocsr())
             except SingularError:  # the shift is an eigenvalue: move it a little
@@ -459,7 +459,7 @@ class PathTracker:
         n, m = h_near.shape[0], self.n_bands + TRACK_GUARD
         is_complex = np.iscomplexobj(h_near.data) or np.iscomplexobj(s_near.data)
         dtype = np.complex128 if is_complex else np.float64
-        factor = self._single_factor(is_complex)
+        factor = make_factorization(self.solver, is_complex, single=True)
         shift = self.sigma
         try:
             factor.factorize((h_near - shift * s_near).tocsr())
@@ -478,11 +478,6 @@ class PathTracker:
         factor.release()
         self.vectors, self.refresh = rough.vectors(m), True
         self._set_edges(rough.energies(shift)[:m])
-
-    def _single_factor(self, is_complex: bool):
-        """A single-precision factorization object (PARDISO), or the solver's own where it has none."""
-        probe = make_factorization(self.solver, is_complex)
-        return make_factorization("pardiso", is_complex, single=True) if probe.name == "pardiso" else probe
 
     def _set_edges(self, e: np.ndarray) -> None:
         """Band edges (and each side's spread) from the wanted energies ``e`` (eV)."""
