@@ -59,7 +59,7 @@ def near_range_bytes(dimension: int, nnz: int, nnz_near: int, complex_: bool) ->
 def kpm_bytes(dimension: int, nnz: int, n_vectors: int, complex_: bool, s_route: str) -> float:
     """KPM: sparse H and S (value + column index per entry, twice for the symmetrized copies), about eight
     blocks of n x R vectors (Chebyshev recursion and the S solve), and the S factor of ``s_route``
-    (:func:`deeph_jax.physics.kpm.s_solver_route`): dense Cholesky, a single-precision sparse factor, or
+    (:func:`deeph_jax.physics.kpm.overlap_route`): dense Cholesky, a single-precision sparse factor, or
     none (conjugate gradients)."""
     scalar = 16 if complex_ else 8
     sparse = 2.0 * 2.0 * nnz * (scalar + 4)

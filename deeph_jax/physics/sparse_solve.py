@@ -118,7 +118,9 @@ def _pardiso(lib, pt, iparm, mtype: int, phase: int, upper=None, b=None, x=None)
 
 
 class PardisoLDL:
-    """LDL^T of a real symmetric or complex Hermitian indefinite sparse matrix by MKL PARDISO.
+    """LDL^T of a real symmetric or complex Hermitian indefinite sparse matrix by MKL PARDISO; with
+    ``definite``, the Cholesky factor L L^H of a positive definite one (an overlap matrix), which also
+    gives :meth:`solve_backward`.
 
     ``factorize`` runs the analysis (METIS ordering, symbolic factorization) only when the sparsity
     pattern changes; ``n_negative`` is the inertia (eigenvalues of the pencil below sigma).
@@ -126,13 +128,13 @@ class PardisoLDL:
 
     name = "pardiso"
 
-    def __init__(self, is_complex: bool, single: bool = False):
+    def __init__(self, is_complex: bool, single: bool = False, definite: bool = False):
         self._lib = _mkl()
         if self._lib is None:
             raise ImportError("MKL runtime (libmkl_rt) not found: pip install mkl, or deeph-jax[fast]")
         self.single = single
         self.dtype = (np.complex64 if single else np.complex128) if is_complex else (np.float32 if single else np.float64)
-        self.mtype = -4 if is_complex else -2
+        self.mtype = (4 if is_complex else 2) if definite else (-4 if is_complex else -2)
         self.pt = np.zeros(64, dtype=np.int64)  # PARDISO's opaque handle
         self.iparm = np.zeros(64, dtype=np.int32)
         self._lib.pardisoinit(self.pt.ctypes.data_as(ctypes.c_void_p), ctypes.byref(ctypes.c_int32(self.mtype)),
@@ -209,9 +211,19 @@ class PardisoLDL:
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         """A^-1 b for b (n,) or (n, nrhs)."""
+        return self._solve(33, b)
+
+    def solve_backward(self, b: np.ndarray) -> np.ndarray:
+        """P L^-H b for A = P L L^H P^T (a ``definite`` factor; PARDISO's backward substitution alone), so that
+        E[x x^H] = A^-1 when E[b b^H] = 1: how a stochastic trace samples A^-1 for half a solve."""
+        if self.mtype not in (2, 4):
+            raise ValueError("solve_backward needs a definite (Cholesky) factorization")
+        return self._solve(333, b)
+
+    def _solve(self, phase: int, b: np.ndarray) -> np.ndarray:
         b = np.asfortranarray(b, dtype=self.dtype)
         x = np.empty_like(b, order="F")
-        self._call(33, b, x)
+        self._call(phase, b, x)
         return x
 
 
@@ -244,13 +256,14 @@ def available_backends() -> tuple[str, ...]:
     return tuple(b for b in BACKENDS if b != "pardiso" or _mkl() is not None)
 
 
-def make_factorization(backend: str, is_complex: bool, single: bool = False):
+def make_factorization(backend: str, is_complex: bool, single: bool = False, definite: bool = False):
     """An empty factorization object of ``backend`` ("auto": PARDISO when MKL is installed, else SuperLU).
-    ``single``: single precision where the backend has it (PARDISO), for rough estimates only."""
+    ``single``: single precision where the backend has it (PARDISO), for rough estimates only. ``definite``:
+    the matrices will be positive definite (PARDISO then makes a Cholesky factor; SuperLU ignores it)."""
     if backend == "auto":
         backend = available_backends()[0]
     if backend == "pardiso":
-        return PardisoLDL(is_complex, single)
+        return PardisoLDL(is_complex, single, definite)
     if backend == "superlu":
         return SuperLU(is_complex)
     raise ValueError(f"unknown sparse solver {backend!r}; choose from auto, {', '.join(BACKENDS)}")

@@ -308,7 +308,7 @@ def _kpm_dos(data, which, folder, kmesh, kpoints, sigma, out, plot, n_moments, n
     complex_any = any(np.iscomplexobj(h.data) for h, _ in pairs)
     if n_vectors is None:
         n_vectors = kpm.default_vectors(dimension)
-    memory.check_fits(memory.kpm_bytes(dimension, nnz, n_vectors, complex_any, kpm.s_solver_route(pairs[0][1])),
+    memory.check_fits(memory.kpm_bytes(dimension, nnz, n_vectors, complex_any, kpm.overlap_route(pairs[0][1])),
                       f"KPM of {dimension:,} orbitals", "use fewer --vectors or a machine with more memory", folder)
     moments = kpm.kpm_moments_mesh(pairs, n_moments, resolution=sigma, n_vectors=n_vectors, seed=seed,
                                    progress=True)
@@ -325,7 +325,7 @@ def _kpm_dos(data, which, folder, kmesh, kpoints, sigma, out, plot, n_moments, n
     result = {"hamiltonian": which, "method": "kpm", "kmesh": np.asarray(kmesh), "energies_eV": grid,
               "dos_per_eV": dos, "dos_stderr_per_eV": err, "fermi_energy_eV": ef, "sigma_eV": sigma,
               "resolution_eV": kpm.resolution_eV(moments), "n_moments": moments.n_moments, "n_vectors": n_vectors,
-              "seconds": moments.seconds}
+              "seconds": moments.seconds, **{f"{stage}_seconds": t for stage, t in moments.timings.items()}}
     from deeph_jax.physics.plots import plot_dos
 
     title = (f"{folder.name} ({which}), KPM {moments.n_moments} moments x {n_vectors} vectors, "
