@@ -97,6 +97,24 @@ def test_hbr_pi_splitting_with_and_without_soc(hbr_soc):
     assert 0.2 < with_soc < 0.35  # 0.27 eV at PBE / def2-SVP
 
 
+def test_soc_splittings_find_the_hbr_pi_pair(hbr_soc):
+    """physics.spin_levels on PySCF's HBr: Kramers pairs degenerate, and among the 4 valence levels the pi
+    pair (Kramers levels 16, 17 of 18) is the one degenerate without spin-orbit coupling and 0.27 eV apart
+    with it; every reported pair's spacing moves by at least SOC_SPLIT_MIN_EV."""
+    from deeph_jax.physics.spin_levels import SOC_SPLIT_MIN_EV, kramers_levels, soc_splittings, valence_levels
+
+    stored, _ = hbr_soc
+    h, s = stored.hamiltonian_k([0, 0, 0]), stored.overlap_k([0, 0, 0])
+    levels, pair_splitting = kramers_levels(h, s)
+    assert pair_splitting < 1e-6 and len(levels) == h.shape[0] // 2
+    assert abs(levels[17] - levels[16] - _pi_splitting(_eigs(stored))) < 1e-6
+    assert valence_levels(("H", "Br")) == 4
+    pairs = soc_splittings(h, s, n_occupied=18, n_valence=4)
+    pi = [p for p in pairs if p.lower == 16]
+    assert len(pi) == 1 and abs(pi[0].scalar_spacing_eV) < 1e-3 and 0.2 < pi[0].spacing_eV < 0.35
+    assert all(14 <= p.lower <= 16 and abs(p.spacing_eV - p.scalar_spacing_eV) >= SOC_SPLIT_MIN_EV for p in pairs)
+
+
 def _wigner(basis, symbols, Q):
     import e3nn_jax as e3nn
     import jax
