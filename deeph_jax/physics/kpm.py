@@ -185,8 +185,8 @@ def _chebyshev_inverse_sqrt(s, lo: float, hi: float, tol: float):
 
 DENSE_S_MAX = 6000  # orbitals up to which S^-1 x uses a dense Cholesky factor when no sparse factor is at hand
 DENSE_S_MAX_WITH_PARDISO = 1500  # with PARDISO: its single-precision factor solved 16 vectors 1.7x faster at 3,872
-# |S_ij| below which the sparse route leaves an entry out of the factorized S. hBN, gth-szv: 54 % of S's entries
-# at 10 A blocks; the Cholesky factor has 38 % fewer entries (9,800 atoms), and the eigenvalues of (H, S) move by
+# |S_ij| below which the sparse route leaves an entry out of the factorized S. hBN, gth-szv, 10 A blocks: 54 % of
+# S's entries go, the Cholesky factor has 38 % fewer entries (9,800 atoms), and the eigenvalues of (H, S) move by
 # <= 0.05 meV within 3 eV of the Fermi level, <= 4 meV at the far ends of the spectrum (256 atoms, dense)
 OVERLAP_DROP = 1e-5
 
@@ -520,7 +520,7 @@ def _half_height_edge(moments: KPMMoments, end: float, side: int, spin_factor: f
     For a step in the DOS (the band edge of a 2D crystal) smoothed by a symmetric kernel that is the step
     itself, whatever its height; a fixed DOS threshold instead lands inside the gap by an amount that depends
     on the height, and the middle of the gap moves by half the difference of the two sides (hBN at 9,800
-    atoms, 400 moments: +13 meV by a threshold, +4 meV by half heights, from exact moments). Edges of other
+    atoms, 400 moments: +13 meV by a threshold, +3 meV by half heights, from exact moments). Edges of other
     shapes move by about the same on both sides, which leaves the middle. ``end`` itself when the DOS inside
     is below ``floor`` (no band there)."""
     inner = end + side * EDGE_WIDTHS * kernel_width_eV(moments, end)

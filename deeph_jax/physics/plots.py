@@ -51,18 +51,23 @@ def plot_bands(path: str | Path, kpath, curves: list[tuple[str, np.ndarray, str]
 
 
 def plot_dos(path: str | Path, grid: np.ndarray, dos: np.ndarray, fermi_eV: float, title: str | None = None,
-             stderr: np.ndarray | None = None) -> None:
-    """DOS (states/eV/cell) against E - E_F (eV); ``stderr`` (KPM) shaded as +-2 standard errors."""
+             stderr: np.ndarray | None = None, dos_down: np.ndarray | None = None) -> None:
+    """DOS (states/eV/cell) against E - E_F (eV); ``stderr`` (KPM) shaded as +-2 standard errors. With
+    ``dos_down`` (collinear spin), ``dos`` is the spin-up DOS, drawn up, and the spin-down DOS is drawn down."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     if stderr is not None:
         ax.fill_between(grid - fermi_eV, dos - 2 * stderr, dos + 2 * stderr, color="0.75", lw=0,
                         label="+-2 standard errors")
-    ax.plot(grid - fermi_eV, dos, "k-", lw=1.0)
+    ax.plot(grid - fermi_eV, dos, "k-", lw=1.0, label="spin up" if dos_down is not None else None)
+    if dos_down is not None:
+        ax.plot(grid - fermi_eV, -dos_down, "C3-", lw=1.0, label="spin down")
+        ax.axhline(0.0, color="0.3", lw=0.6)
+        ax.legend(loc="upper right", fontsize=8)
     ax.axvline(0.0, color="0.3", ls=":", lw=0.8)
     ax.set_xlabel("E - E_F (eV)")
-    ax.set_ylabel("DOS (states / eV / cell)")
-    ax.set_ylim(0.0, None)
+    ax.set_ylabel("DOS (states / eV / cell)" + (", spin down below 0" if dos_down is not None else ""))
+    ax.set_ylim(0.0 if dos_down is None else None, None)
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()

@@ -173,10 +173,12 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
                 + ("" if radius is None else f", preconditioned by the near-range pencil within {radius:.2f} A")
                 if sparse else "dense, every band")
     solve = solver_for(nbands, sigma, distributed, track=track, near_range=radius)
-    energies = solve(data, path.kpoints)
+    energies, channels = spectra_of(data, path.kpoints, solve)
     result = {"hamiltonian": which, "kpoints": path.kpoints, "distances": path.distances,
               "tick_distances": path.tick_distances, "tick_labels": np.asarray(path.tick_labels),
               "energies_eV": energies, "mode": "shift-invert" if sparse else "dense"}
+    if channels is not None:
+        result.update(energies_up_eV=channels[0], energies_down_eV=channels[1])
     if sparse:
         ef = float(data.fermi_energy_eV if data.fermi_energy_eV is not None else sigma)
         gap = None
@@ -186,17 +188,17 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
     else:
         ef, gap = fermi_of(data, energies, smearing=smearing)
     result["fermi_energy_eV"] = ef
-    curves = [(f"{which} ({FILES[which]})", energies, "r-" if which == "pred" else "k-")]
+    curves = spin_curves(f"{which} ({FILES[which]})", energies, channels, "r" if which == "pred" else "k", "-")
     if which == "pred" and (folder / HAMILTONIAN).is_file():
         dft = read_deeph_dir(folder, hamiltonian=HAMILTONIAN)
-        e_dft = solve(dft, path.kpoints)
+        e_dft, channels_dft = spectra_of(dft, path.kpoints, solve)
         ef_dft, gap_dft = (ef, None) if sparse else fermi_of(dft, e_dft, smearing=smearing)
         result.update(energies_dft_eV=e_dft, fermi_energy_dft_eV=ef_dft, max_abs_diff_eV=float(np.abs(energies - e_dft).max()))
         if gap_dft is not None:
             result["gap_dft_eV"] = gap_dft[1] - gap_dft[0]
         near = band_error_near_fermi(energies, e_dft, ef_dft, FERMI_WINDOW_EV)
         result.update(band_mae_near_fermi_eV=near[0], band_max_near_fermi_eV=near[1], fermi_window_eV=FERMI_WINDOW_EV)
-        curves = [("DFT", e_dft, "k-"), ("predicted", energies, "r--")]
+        curves = spin_curves("DFT", e_dft, channels_dft, "k", "-") + spin_curves("predicted", energies, channels, "r", "--")
         ef = ef_dft
     from deeph_jax.physics.plots import plot_bands
 
@@ -209,6 +211,25 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
     if not is_main_process():
         return result
     return finish(result, gap, out, (lambda png: plot_bands(png, path, curves, ef, title=title)) if plot else None)
+
+
+def spectra_of(data, kpoints, solve):
+    """Energies (n_k, n_bands) by ``solve``; for collinear spin also each channel's, (up, down), else None.
+    The channels are solved apart (each a spinless problem of half the size) and merged in order."""
+    from deeph_jax.physics.collinear import is_collinear, spin_channels
+
+    if not is_collinear(data):
+        return solve(data, kpoints), None
+    up, down = (solve(channel, kpoints) for channel in spin_channels(data))
+    return np.sort(np.concatenate([up, down], axis=1), axis=1), (up, down)
+
+
+def spin_curves(legend: str, energies, channels, color: str, style: str) -> list:
+    """Band curves for plots.plot_bands: one set, or spin up in ``color`` and spin down in a lighter one."""
+    if channels is None:
+        return [(legend, energies, color + style)]
+    light = {"k": "C7", "r": "C1"}.get(color, color)
+    return [(f"{legend}, spin up", channels[0], color + style), (f"{legend}, spin down", channels[1], light + style)]
 
 
 def finish(result: dict, gap, out: Path, plot) -> dict:
@@ -282,7 +303,7 @@ def run_dos(folder, kmesh, hamiltonian=None, sigma=0.1, out=None, plot=True, met
 def _dense_dos(data, which, folder, kmesh, kpoints, sigma, out, plot) -> dict:
     from deeph_jax.physics.dos import energy_grid, gaussian_dos
 
-    energies = bands_at(data, kpoints)
+    energies, channels = spectra_of(data, kpoints, bands_at)
     if data.occupation is not None:
         ef, gap = fermi_level(energies, data.occupation, data.spinful, sigma=sigma)
     else:
@@ -292,11 +313,16 @@ def _dense_dos(data, which, folder, kmesh, kpoints, sigma, out, plot) -> dict:
     dos = gaussian_dos(energies, grid, sigma, data.spinful)
     result = {"hamiltonian": which, "method": "dense", "kmesh": np.asarray(kmesh), "energies_eV": grid,
               "dos_per_eV": dos, "fermi_energy_eV": ef, "sigma_eV": sigma}
+    down = None
+    if channels is not None:  # per spin channel (one state per band); they add up to dos
+        result["dos_up_per_eV"] = gaussian_dos(channels[0], grid, sigma, spinful=True)
+        result["dos_down_per_eV"] = down = gaussian_dos(channels[1], grid, sigma, spinful=True)
     from deeph_jax.physics.plots import plot_dos
 
     title = f"{folder.name} ({which}), mesh {kmesh}, sigma {sigma} eV"
+    shown = dos if down is None else result["dos_up_per_eV"]
     return finish(result, gap, out,
-                  (lambda png: plot_dos(png, grid, dos, ef, title=title)) if plot else None)
+                  (lambda png: plot_dos(png, grid, shown, ef, title=title, dos_down=down)) if plot else None)
 
 
 def _kpm_dos(data, which, folder, kmesh, kpoints, sigma, out, plot, n_moments, n_vectors, seed) -> dict:
