@@ -56,16 +56,17 @@ def near_range_bytes(dimension: int, nnz: int, nnz_near: int, complex_: bool) ->
     return 2.0 * nnz * (scalar + 4) + 3.0 * nnz_near * (scalar + 4) + factors + 300.0 * dimension * scalar
 
 
-def kpm_bytes(dimension: int, nnz: int, n_vectors: int, complex_: bool, s_route: str) -> float:
-    """KPM: sparse H and S (value + column index per entry, twice for the symmetrized copies), about eight
-    blocks of n x R vectors (Chebyshev recursion and the S solve), and the S factor of ``s_route``
-    (:func:`deeph_jax.physics.kpm.overlap_route`): dense Cholesky, a single-precision sparse factor, or
-    none (conjugate gradients)."""
+def kpm_bytes(dimension: int, nnz_overlap: int, n_vectors: int, complex_: bool, s_route: str) -> float:
+    """KPM, on top of the H(k) and S(k) already built: about eight blocks of n x R vectors (the Chebyshev
+    recursion and the S solve) and the S^-1 of ``s_route`` (:func:`deeph_jax.physics.kpm.overlap_route`):
+    a dense S and its Cholesky factor, or the trimmed copy of S (``nnz_overlap`` entries at most, value +
+    index) and its single-precision sparse factor (an upper bound: trimming made the factor of 100,352-atom
+    hBN 2x smaller than :func:`factor_bytes` of all of S), or nothing more (conjugate gradients)."""
     scalar = 16 if complex_ else 8
-    sparse = 2.0 * 2.0 * nnz * (scalar + 4)
     vectors = 8.0 * dimension * n_vectors * scalar
-    factor = {"dense": dimension**2 * scalar, "sparse-single": factor_bytes(dimension, nnz, scalar // 2)}
-    return sparse + vectors + factor.get(s_route, 0.0)
+    inverse = {"dense": 2.0 * dimension**2 * scalar,
+               "sparse-single": nnz_overlap * (scalar + 4) + factor_bytes(dimension, nnz_overlap, scalar // 2)}
+    return vectors + inverse.get(s_route, 0.0)
 
 
 def check_fits(need: float, what: str, instead: str, path=None, available: float | None = None) -> None:

@@ -330,7 +330,7 @@ def _kpm_dos(data, which, folder, kmesh, kpoints, sigma, out, plot, n_moments, n
 
     pairs = [bloch_pencil(data, k) for k in kpoints]
     dimension = pairs[0][0].shape[0]
-    nnz = max(h.nnz + s.nnz for h, s in pairs)
+    nnz = max(s.nnz for _, s in pairs)
     complex_any = any(np.iscomplexobj(h.data) for h, _ in pairs)
     if n_vectors is None:
         n_vectors = kpm.default_vectors(dimension)

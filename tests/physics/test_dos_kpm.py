@@ -60,6 +60,21 @@ def test_a_job_that_does_not_fit_is_refused_before_it_starts(tiled, capsys, monk
     assert not out.exists()
 
 
+def test_kpm_memory_estimate_counts_the_overlap_inverse(tiled, capsys, monkeypatch):
+    """The KPM check counts what comes on top of H and S: refused in one line when that does not fit, and
+    the sparse factor route costs more than conjugate gradients, which keep no factor."""
+    from deeph_jax.physics import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1e5)
+    out = tiled / "refused-kpm.npz"
+    assert main(["dos", str(tiled), "--kmesh", "1", "1", "1", "--method", "kpm", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "KPM of" in err[0] and "needs about" in err[0] and not out.exists()
+    sparse = memory.kpm_bytes(401_408, 179_429_376, 2, False, "sparse-single")
+    assert memory.kpm_bytes(401_408, 179_429_376, 2, False, "cg") < 0.01 * sparse
+    assert 5e9 < sparse < 1e10  # measured at 100,352 atoms: ~5 GB for the trimmed copy and its factor
+
+
 @pytest.mark.parametrize("args, message", [(["--vectors", "1"], "--vectors"), (["--moments", "10"], "--moments")])
 def test_bad_kpm_options_are_one_line(tiled, capsys, args, message):
     assert main(["dos", str(tiled), "--kmesh", "1", "1", "1", "--method", "kpm", *args]) == 2
