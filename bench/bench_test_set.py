@@ -34,13 +34,13 @@ def evaluate(model_dir: Path, dataset: Path) -> dict:
 
     config, basis, params, metadata = load_bundle(model_dir)
     dirs = list_structures(dataset)
-    cache = SampleCache(dirs, basis, config.cutoff, config.long_range_alpha)
+    cache = SampleCache(dirs, basis, config.cutoff, config.long_range_alpha, config.spin)
     samples = [cache[i] for i in range(len(cache))]
     model = HamiltonianNet(config, basis)
     t0 = time.perf_counter()
     preds = predict_samples(make_predict(model), params, samples, model_elements(basis), np.float32)
     seconds = time.perf_counter() - t0
-    bd = breakdown(samples, preds, basis)
+    bd = breakdown(samples, preds, basis, config.spin)
     print(bd.table_text())
     result = {"model": str(model_dir), "dataset": str(dataset), "structures": len(samples),
               "h_entries": int(bd.abs_err_h.size), "mae_h_meV": 1e3 * bd.mae_h_eV,
