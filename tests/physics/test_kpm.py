@@ -184,3 +184,19 @@ def test_bounds_that_miss_the_spectrum_are_refused(system):
     _, exact, h, s, _ = system
     with pytest.raises(DeephError, match="do not enclose the spectrum"):
         kpm_moments(h, s, n_moments=200, n_vectors=2, bounds=(exact.min() + 2.0, exact.max()))
+
+
+def test_half_height_edges_find_steps_of_any_height():
+    """A gap between two flat bands whose DOS steps differ 3x in height (exact moments, no noise): the band
+    edges are read within one kernel width of the steps (a fixed DOS threshold lands 2-2.4 widths inside the
+    gap), and E_F within 0.15 widths of the true middle."""
+    from deeph_jax.physics.kpm import KPMMoments, kernel_width_eV
+
+    valence, conduction = np.linspace(-10.0, -2.0, 4000), np.linspace(2.5, 10.0, 12000)
+    energies = np.concatenate([valence, conduction])
+    mu = exact_moments(energies, 0.0, 12.0, 400)
+    moments = KPMMoments(np.stack([mu, mu]), 0.0, 12.0, len(energies))
+    fermi = kpm_fermi_level(moments, 2 * len(valence))
+    width = kernel_width_eV(moments, 0.0)
+    assert abs(fermi.gap_eV[0] + 2.0) < width and abs(fermi.gap_eV[1] - 2.5) < width
+    assert abs(fermi.fermi_eV - 0.25) < 0.15 * width
