@@ -34,7 +34,7 @@ def evaluate(model_dir: Path, dataset: Path) -> dict:
 
     config, basis, params, metadata = load_bundle(model_dir)
     dirs = list_structures(dataset)
-    cache = SampleCache(dirs, basis, config.cutoff, config.long_range_alpha, config.spin)
+    cache = SampleCache(dirs, basis, config.cutoff, config.long_range_alpha, config.spin, config.long_range_charges)
     samples = [cache[i] for i in range(len(cache))]
     model = HamiltonianNet(config, basis)
     t0 = time.perf_counter()

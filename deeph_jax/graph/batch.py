@@ -40,6 +40,9 @@ class GraphBatch(NamedTuple):
             (zero on padding nodes; None when the graphs carry none).
         node_moments: (N,) float, signed magnetic moment per atom for collinear-spin models (zero on
             padding nodes and on graphs without moments; None when no graph carries any).
+        charge_kernel: (N, N) float, block-diagonal long-range kernel of the graphs' environment-dependent
+            charges (training; zero across graphs and on padding), or None.
+        charge_potentials: (N,) float, the potential of those charges in volts (prediction), or None.
     """
 
     species: np.ndarray
@@ -57,6 +60,8 @@ class GraphBatch(NamedTuple):
     block_mask: np.ndarray | None = None
     node_potentials: np.ndarray | None = None
     node_moments: np.ndarray | None = None
+    charge_kernel: np.ndarray | None = None
+    charge_potentials: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -151,9 +156,7 @@ def batch_graphs(
             present[edge0 : edge0 + e] = t.present
             edge0 += e
     potentials = None
-    if any(g.node_potentials is not None for g in graphs):
-        if not all(g.node_potentials is not None for g in graphs):
-            raise ValueError("some graphs of the batch carry long-range potentials and others do not")
+    if _all_or_none(graphs, "node_potentials"):
         potentials = np.zeros((N, len(elements)), dtype)
         potentials[:n_nodes] = np.concatenate([g.node_potentials for g in graphs])
     moments = None
@@ -161,8 +164,28 @@ def batch_graphs(
         moments = np.zeros(N, dtype)
         moments[:n_nodes] = np.concatenate([np.zeros(g.n_nodes) if g.node_moments is None else g.node_moments
                                             for g in graphs])
+    kernel = None
+    if _all_or_none(graphs, "charge_kernel"):
+        kernel = np.zeros((N, N), dtype)
+        node0 = 0
+        for g in graphs:
+            kernel[node0 : node0 + g.n_nodes, node0 : node0 + g.n_nodes] = g.charge_kernel
+            node0 += g.n_nodes
+    charge_potentials = None
+    if _all_or_none(graphs, "charge_potentials"):
+        charge_potentials = np.zeros(N, dtype)
+        charge_potentials[:n_nodes] = np.concatenate([g.charge_potentials for g in graphs])
     return GraphBatch(species, node_graph, node_mask, senders, receivers, vectors, mirror,
-                      edge_graph, edge_mask, graph_mask, h, s, present, potentials, moments)
+                      edge_graph, edge_mask, graph_mask, h, s, present, potentials, moments, kernel,
+                      charge_potentials)
+
+
+def _all_or_none(graphs: Sequence[PairGraph], field: str) -> bool:
+    """Whether every graph carries ``field``; an error when only some do."""
+    have = [getattr(g, field) is not None for g in graphs]
+    if any(have) and not all(have):
+        raise ValueError(f"some graphs of the batch carry {field} and others do not")
+    return all(have) and bool(have)
 
 
 def count_buckets(graph_sizes: Sequence[tuple[int, int]], batch_size: int) -> int:

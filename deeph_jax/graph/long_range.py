@@ -37,19 +37,35 @@ def element_potentials(positions: np.ndarray, cell: np.ndarray | None, symbols: 
     return np.stack([long_range_potential(positions, cell, q, alpha, direct_max_atoms=0) for q in charges.T], axis=1)
 
 
-def attach_long_range(graph: PairGraph, elements: Sequence[str], alpha: float | None, periodic: bool) -> PairGraph:
-    """``graph`` with ``node_potentials`` (n_nodes, n_elements) filled; unchanged when ``alpha`` is None."""
+# Atoms above which a structure's dense kernel (n_atoms^2 floats, in every training batch) is refused.
+CHARGE_KERNEL_MAX_ATOMS = 2000
+
+
+def attach_long_range(graph: PairGraph, elements: Sequence[str], alpha: float | None, periodic: bool,
+                      charge_kernel: bool = False) -> PairGraph:
+    """``graph`` with ``node_potentials`` (n_nodes, n_elements) filled, and with ``charge_kernel`` the dense
+    long-range kernel K (n_nodes, n_nodes) that environment-dependent charges need in training; unchanged when
+    ``alpha`` is None."""
     if alpha is None:
         return graph
     cell = graph.cell if periodic else None
-    return replace(graph, node_potentials=element_potentials(graph.positions, cell, graph.symbols, elements, alpha))
+    kernel = None
+    if charge_kernel:
+        if graph.n_nodes > CHARGE_KERNEL_MAX_ATOMS:
+            raise ValueError(f"a dense charge kernel for {graph.n_nodes} atoms (> {CHARGE_KERNEL_MAX_ATOMS}) is "
+                             f"too large to train on; predict such structures with attach_charge_potentials")
+        kernel = long_range_kernel(graph.positions, cell, alpha)
+    potentials = element_potentials(graph.positions, cell, graph.symbols, elements, alpha)
+    return replace(graph, node_potentials=potentials, charge_kernel=kernel)
 
 
 def build_model_graph(structure, cutoff: Cutoff, elements: Sequence[str],
-                      long_range_alpha: float | None = None) -> PairGraph:
+                      long_range_alpha: float | None = None, charge_kernel: bool = False) -> PairGraph:
     """The graph a model sees: the pair graph within ``cutoff`` (A), with the long-range potentials of the
-    model's ``elements`` when it has that channel (``long_range_alpha`` in 1/A, else None)."""
-    return attach_long_range(build_graph(structure, cutoff), elements, long_range_alpha, structure.periodic)
+    model's ``elements`` when it has that channel (``long_range_alpha`` in 1/A, else None), and the dense kernel
+    of its environment-dependent charges for training (``charge_kernel``)."""
+    return attach_long_range(build_graph(structure, cutoff), elements, long_range_alpha, structure.periodic,
+                             charge_kernel)
 
 
-__all__ = ["attach_long_range", "build_model_graph", "element_potentials"]
+__all__ = ["CHARGE_KERNEL_MAX_ATOMS", "attach_long_range", "build_model_graph", "element_potentials"]

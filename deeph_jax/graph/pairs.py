@@ -36,6 +36,10 @@ class PairGraph:
             charge (eV), or None; filled by :func:`deeph_jax.graph.long_range.attach_long_range`.
         node_moments: (n_nodes,) float64 signed magnetic moment per atom (collinear-spin models), or None
             (zero); filled by :func:`deeph_jax.graph.moments.attach_moments`.
+        charge_kernel: (n_nodes, n_nodes) float64 long-range kernel K (V per unit charge) for models with
+            environment-dependent charges, in training (small cells); else None.
+        charge_potentials: (n_nodes,) float64 potential (V) of those charges at prediction, computed from the
+            whole structure by :func:`deeph_jax.predict.charges.attach_charge_potentials`; else None.
     """
 
     symbols: tuple[str, ...]
@@ -47,6 +51,8 @@ class PairGraph:
     vectors: np.ndarray
     node_potentials: np.ndarray | None = None
     node_moments: np.ndarray | None = None
+    charge_kernel: np.ndarray | None = None
+    charge_potentials: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:

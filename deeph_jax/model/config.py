@@ -47,6 +47,10 @@ class ModelConfig:
             electrostatic channel (:mod:`deeph_jax.model.long_range`); the network learns one charge per
             element and the erf part of their potential shifts the blocks. ~0.3 leaves 1/alpha ~ 3 A to
             the local network.
+        long_range_charges: with ``long_range_alpha``, add environment-dependent charges to the per-element
+            ones: a charge transfer dq_i read from atom i's neighbours within the message cutoff
+            (:class:`deeph_jax.model.long_range.ChargeNet`), neutral per structure, whose long-range potential
+            joins the per-element one. Off by default; bundles without it load unchanged.
         spin: ``"none"`` (spinless H), ``"soc"`` (spin-orbit coupled H, complex (2a, 2b) blocks H0 x 1 +
             i sum_a Ha x sigma_a, time-reversal symmetric) or ``"collinear"`` (H-up and H-down for a
             magnetic configuration given as a signed moment per atom); see
@@ -67,6 +71,7 @@ class ModelConfig:
     long_range_alpha: float | None = None
     radial_scale: bool = False
     spin: str = "none"
+    long_range_charges: bool = False
 
     def __post_init__(self):
         for name in ("node_channels", "edge_channels", "tp_channels"):
@@ -77,6 +82,8 @@ class ModelConfig:
             raise ValueError(f"message_cutoff must lie in (0, cutoff = {self.cutoff}], got {self.message_cutoff}")
         if self.long_range_alpha is not None and not 0.05 <= self.long_range_alpha <= 2.0:
             raise ValueError(f"long_range_alpha must lie in [0.05, 2] 1/A (or null for none), got {self.long_range_alpha}")
+        if self.long_range_charges and self.long_range_alpha is None:
+            raise ValueError("long_range_charges needs the long-range channel: set long_range_alpha too")
         if self.spin not in SPIN_MODES:
             raise ValueError(f"spin = {self.spin!r}: must be one of {', '.join(SPIN_MODES)}")
 

@@ -28,7 +28,7 @@ from deeph_jax.io.basis import OrbitalBasis
 from deeph_jax.model.config import ModelConfig
 from deeph_jax.model.irreps_blocks import BlockLayout, build_layout, irreps_to_blocks, pair_kind
 from deeph_jax.model.layers import Interaction
-from deeph_jax.model.long_range import LongRangeShift
+from deeph_jax.model.long_range import ChargeNet, LongRangeShift, neighbour_weights, neutral_per_graph
 from deeph_jax.model.radial import edge_geometry
 from deeph_jax.model.spin_blocks import (build_vector_layout, collinear_blocks, irreps_to_vector_blocks,
                                          soc_blocks)
@@ -253,6 +253,12 @@ class HamiltonianNet(nn.Module):
         if cfg.long_range_alpha is not None and batch.node_potentials is None:
             raise ValueError("the model has a long-range channel but the batch carries no node_potentials "
                              "(attach them with deeph_jax.graph.attach_long_range)")
+        charge_phi = None
+        if cfg.long_range_charges:
+            charge_cutoff = cfg.message_cutoff or cfg.cutoff
+            charge_net = ChargeNet(S, charge_cutoff, cfg.num_radial, cfg.radial_hidden, name="charge_net")
+            weights = neighbour_weights(geo.lengths, geo.is_self, edge_mask, charge_cutoff)
+            charge_phi = charge_potentials(batch, charge_net(species, geo.lengths, senders, receivers, weights))
 
         # Submodules are made once and called once per spin channel (collinear: twice, shared parameters).
         embed_species = e3nn.flax.Linear(f"{cfg.node_channels[0]}x0e", name="embed_species")
@@ -294,7 +300,7 @@ class HamiltonianNet(nn.Module):
                 # it when given.
                 s_shift = s_blocks if batch.s_blocks is None else jnp.asarray(batch.s_blocks, s_blocks.dtype)
                 h, _ = long_range(h, s_shift, batch.node_potentials, species, senders, receivers, geo.is_self,
-                                  edge_mask)
+                                  edge_mask, charge_phi)
             return h, s_blocks
 
         if cfg.spin == "collinear":
@@ -311,6 +317,21 @@ class HamiltonianNet(nn.Module):
         return h, s_blocks
 
 
+def charge_potentials(batch, dq):
+    """(N,) volts: the long-range potential of the environment-dependent charges ``dq`` (N,) made neutral per
+    graph. Training batches carry the kernel K (their cells are small): phi = K dq. Prediction batches carry phi
+    itself, computed beforehand from the whole structure's charges (a chunk holds only some of them); the
+    charge net still runs there, so the parameters are the same."""
+    dq = neutral_per_graph(dq, batch.node_graph, batch.node_mask, batch.graph_mask.shape[0])
+    if batch.charge_kernel is not None:
+        return jnp.asarray(batch.charge_kernel, dq.dtype) @ dq
+    if batch.charge_potentials is not None:
+        return jnp.asarray(batch.charge_potentials, dq.dtype)
+    raise ValueError("the model has environment-dependent charges but the batch carries neither charge_kernel "
+                     "(training: build_model_graph(..., charge_kernel=True)) nor charge_potentials "
+                     "(prediction: deeph_jax.predict.charges.attach_charge_potentials)")
+
+
 def count_parameters(params) -> int:
     return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
 
@@ -321,6 +342,7 @@ def summary(config: ModelConfig, basis: OrbitalBasis, params=None) -> str:
     n = f", {count_parameters(params):,} params" if params is not None else ""
     msg = f" (messages {config.message_cutoff} A)" if config.message_cutoff else ""
     msg += f", long-range Ewald channel (alpha {config.long_range_alpha} 1/A)" if config.long_range_alpha else ""
+    msg += " with environment-dependent charges" if config.long_range_charges else ""
     msg += ", radial output scale" if config.radial_scale else ""
     msg += {"none": "", "soc": ", spin-orbit head (spinful H)", "collinear": ", collinear spin (moments in)"}[config.spin]
     return (f"HamiltonianNet: {config.num_layers} layers, lmax {config.lmax}, cutoff {config.cutoff} A{msg}, "

@@ -38,10 +38,12 @@ def permuted(structure: Structure, perm: np.ndarray) -> Structure:
 
 
 def graph_of(structure: Structure, cutoff, basis: OrbitalBasis, long_range_alpha: float | None = None,
-             moments=None):
-    """The pair graph a model sees: with the long-range potentials when the model has that channel, and
-    the signed magnetic ``moments`` (n_atoms,) of a collinear-spin model (None: none)."""
-    return attach_moments(build_model_graph(structure, cutoff, model_elements(basis), long_range_alpha), moments)
+             moments=None, charges: bool = False):
+    """The pair graph a model sees: with the long-range potentials when the model has that channel (and the
+    kernel of its environment-dependent charges with ``charges``), and the signed magnetic ``moments``
+    (n_atoms,) of a collinear-spin model (None: none)."""
+    graph = build_model_graph(structure, cutoff, model_elements(basis), long_range_alpha, charges)
+    return attach_moments(graph, moments)
 
 
 def predict(apply_fn, params, graph, basis: OrbitalBasis, dtype=np.float32, sizes=None):
@@ -63,15 +65,16 @@ def padded_atom_D(basis: OrbitalBasis, Q: np.ndarray) -> np.ndarray:
 
 
 def equivariance_error(apply_fn, params, structure: Structure, basis: OrbitalBasis, cutoff, Q,
-                       dtype=np.float32, sizes=None, long_range_alpha=None, moments=None) -> tuple[float, float]:
+                       dtype=np.float32, sizes=None, long_range_alpha=None, moments=None,
+                       charges: bool = False) -> tuple[float, float]:
     """max |H(Qx) - D_i H(x) D_j^T| over edges, H and S together, and max |H(x)|.
 
     The rotated structure gets its own graph (positions and cell rotated), which must hold the
     same (i, j, R) edges. A spinful H (E, 2W, 2W) is compared with kron(U, D_i) H kron(U, D_j)^dagger,
     U the SU(2) matrix of Q's proper part (inversion acts on the orbitals only).
     """
-    g0 = graph_of(structure, cutoff, basis, long_range_alpha, moments)
-    g1 = graph_of(moved(structure, Q), cutoff, basis, long_range_alpha, moments)
+    g0 = graph_of(structure, cutoff, basis, long_range_alpha, moments, charges)
+    g1 = graph_of(moved(structure, Q), cutoff, basis, long_range_alpha, moments, charges)
     if not np.array_equal(g0.atom_pairs, g1.atom_pairs):
         raise AssertionError("rotation changed the pair graph (an edge at the cutoff?)")
     h0, s0 = predict(apply_fn, params, g0, basis, dtype, sizes)
@@ -93,10 +96,10 @@ def equivariance_error(apply_fn, params, structure: Structure, basis: OrbitalBas
 
 
 def relabel_error(apply_fn, params, structure: Structure, basis: OrbitalBasis, cutoff, perm, t,
-                  dtype=np.float32, sizes=None, long_range_alpha=None) -> float:
+                  dtype=np.float32, sizes=None, long_range_alpha=None, charges: bool = False) -> float:
     """max |H - H'| between a structure and its translated, permuted copy, edges matched by key."""
-    g0 = graph_of(structure, cutoff, basis, long_range_alpha)
-    g1 = graph_of(permuted(moved(structure, t=t), perm), cutoff, basis, long_range_alpha)
+    g0 = graph_of(structure, cutoff, basis, long_range_alpha, charges=charges)
+    g1 = graph_of(permuted(moved(structure, t=t), perm), cutoff, basis, long_range_alpha, charges=charges)
     h0, s0 = predict(apply_fn, params, g0, basis, dtype, sizes)
     h1, s1 = predict(apply_fn, params, g1, basis, dtype, sizes)
     perm = np.asarray(perm)

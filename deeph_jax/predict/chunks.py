@@ -109,9 +109,13 @@ def build_chunk(graph: PairGraph, centres: np.ndarray, hop_cutoffs, csr=None) ->
     # Long-range potentials come from the whole structure: a chunk takes its atoms' rows.
     potentials = None if graph.node_potentials is None else graph.node_potentials[atoms]
     moments = None if graph.node_moments is None else graph.node_moments[atoms]
+    charge = None if graph.charge_potentials is None else graph.charge_potentials[atoms]
+    if graph.charge_kernel is not None:
+        raise ValueError("a graph with a dense charge kernel (training) cannot be chunked: attach the charges' "
+                         "potentials instead (deeph_jax.predict.charges.attach_charge_potentials)")
     sub = PairGraph(tuple(np.asarray(graph.symbols)[atoms]), positions, graph.cell, owner.astype(np.int64),
                     receiver.astype(np.int64), np.zeros((len(edges), 3), np.int64), graph.vectors[edges],
-                    potentials, moments)
+                    potentials, moments, charge_potentials=charge)
     is_target = owner < len(centres)  # centre instances come first, at image 0
     return Chunk(sub, np.nonzero(is_target)[0], edges[is_target])
 

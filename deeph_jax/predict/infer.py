@@ -75,6 +75,10 @@ class Predictor:
             raise DeephError(f"magnetic moments given, but the model (spin = {spin}) takes none; only "
                              f"collinear-spin models do", self.path)
         graph = build_model_graph(structure, self.config.cutoff, self.elements, self.config.long_range_alpha)
+        if self.config.long_range_charges:
+            from deeph_jax.predict.charges import attach_charge_potentials
+
+            graph = attach_charge_potentials(graph, self, structure.periodic)
         if spin == "collinear":
             graph = attach_moments(graph, np.zeros(structure.n_atoms) if moments is None else moments)
         return graph

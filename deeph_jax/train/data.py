@@ -118,14 +118,18 @@ def check_collinear_targets(h: np.ndarray, moments: np.ndarray, path) -> None:
 
 
 def load_sample(path: Path, basis: OrbitalBasis, cutoff: float, width: int,
-                long_range_alpha: float | None = None, spin: str = "none") -> Sample:
-    """One structure's graph (with the long-range potentials when ``long_range_alpha`` is set, the
-    ``magnetic_moments`` of info.json for ``spin == "collinear"``) and targets (spinful: (E, 2W, 2W) complex)."""
+                long_range_alpha: float | None = None, spin: str = "none", charge_kernel: bool = False) -> Sample:
+    """One structure's graph (with the long-range potentials when ``long_range_alpha`` is set, and the dense kernel
+    of environment-dependent charges with ``charge_kernel``; the ``magnetic_moments`` of info.json for
+    ``spin == "collinear"``) and targets (spinful: (E, 2W, 2W) complex)."""
     from deeph_jax.model.irreps_blocks import model_elements
 
     data = read_deeph_dir(path)
     check_spin(data.spinful, spin, Path(path) / "info.json")
-    graph = build_model_graph(data.structure, cutoff, model_elements(basis), long_range_alpha)
+    try:
+        graph = build_model_graph(data.structure, cutoff, model_elements(basis), long_range_alpha, charge_kernel)
+    except ValueError as err:
+        raise DeephError(str(err), path) from None
     if spin == "collinear":
         graph = attach_moments(graph, moments_from_info(data.info, graph.n_nodes, Path(path) / "info.json"))
     h, present = padded_edge_blocks(graph, data.hamiltonian, basis, width, spinful=data.spinful)
@@ -152,8 +156,9 @@ class SampleCache:
     """Loads structures on first use and keeps them (a host reads only the ones it trains on)."""
 
     def __init__(self, dirs: Sequence[Path], basis: OrbitalBasis, cutoff: float,
-                 long_range_alpha: float | None = None, spin: str = "none"):
+                 long_range_alpha: float | None = None, spin: str = "none", charge_kernel: bool = False):
         self.dirs = list(dirs)
+        self.charge_kernel = charge_kernel
         self.basis = basis
         self.cutoff = cutoff
         self.long_range_alpha = long_range_alpha
@@ -167,7 +172,7 @@ class SampleCache:
     def __getitem__(self, i: int) -> Sample:
         if i not in self._cache:
             self._cache[i] = load_sample(self.dirs[i], self.basis, self.cutoff, self.width, self.long_range_alpha,
-                                         self.spin)
+                                         self.spin, self.charge_kernel)
         return self._cache[i]
 
 

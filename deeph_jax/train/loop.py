@@ -199,8 +199,8 @@ class Trainer:
 
     def sample_cache(self, dirs) -> D.SampleCache:
         """Structures loaded as this model sees them (pair graph, long-range potentials, DFT targets)."""
-        return D.SampleCache(dirs, self.basis, self.cutoff, self.model_config.long_range_alpha,
-                             self.model_config.spin)
+        mc = self.model_config
+        return D.SampleCache(dirs, self.basis, self.cutoff, mc.long_range_alpha, mc.spin, mc.long_range_charges)
 
     def log(self, text: str) -> None:
         if self.is_main:
@@ -229,9 +229,14 @@ class Trainer:
         from deeph_jax.predict.bundle import load_bundle
 
         config, basis, params, _ = load_bundle(path)
-        if basis != self.basis or config != self.model_config:
+        # A bundle without environment-dependent charges can seed a run with them: the charge net is new and
+        # starts at zero output, so the run starts from the bundle's predictions.
+        adds_charges = self.model_config.long_range_charges and not config.long_range_charges
+        if basis != self.basis or config.replace(long_range_charges=self.model_config.long_range_charges) != self.model_config:
             raise DeephError("train.init_from bundle has a different basis or model config than this run "
                              f"(bundle basis {basis.to_orbital_map()})", path)
+        if adds_charges:
+            params = {"params": {**params["params"], "charge_net": like["params"]["charge_net"]}}
         shapes = jax.tree_util.tree_map(np.shape, like)
         if jax.tree_util.tree_map(np.shape, params) != shapes:
             raise DeephError("train.init_from bundle parameters do not match this model", path)

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import jax
@@ -164,23 +165,40 @@ def test_chunks_of_a_rattled_sheet_follow_the_requested_size():
     assert len(groups) == 4 and sorted(np.concatenate(groups).tolist()) == list(range(g.n_nodes))
 
 
-def test_chunked_equals_whole_structure_with_long_range_channel():
-    """The long-range potentials are computed once for the whole structure; chunks take their rows."""
+@pytest.mark.parametrize("charges", [False, True], ids=["element charges", "environment charges"])
+def test_chunked_equals_whole_structure_with_long_range_channel(charges):
+    """The long-range potentials are computed once for the whole structure; chunks take their rows. With
+    environment-dependent charges, those of every atom come first (prediction's first pass), and the result
+    equals the training route (the dense kernel in the batch) on the whole structure."""
     from deeph_jax.graph import build_model_graph
+    from deeph_jax.model.testing import predict as predict_graph
 
-    config = ModelConfig.from_dict({**TINY_MODEL, "message_cutoff": 2.0, "long_range_alpha": 0.3})
-    g2 = build_model_graph(hbn_sheet(2), config.cutoff, ["B", "N"], 0.3)
+    config = ModelConfig.from_dict({**TINY_MODEL, "message_cutoff": 2.0, "long_range_alpha": 0.3,
+                                    "long_range_charges": charges})
+    g2 = build_model_graph(hbn_sheet(2), config.cutoff, ["B", "N"], 0.3, charge_kernel=charges)
     params = HamiltonianNet(config, HBN).init(jax.random.PRNGKey(1), batch_graphs([g2], ["B", "N"]))
     lr = dict(params["params"]["long_range"])
     lr["charges"] = np.array([0.8, -0.8], np.float32)
     params = {"params": {**params["params"], "long_range": lr}}
+    if charges:
+        net = dict(params["params"]["charge_net"])
+        net["out"] = {**net["out"], "kernel": np.linspace(-1, 1, net["out"]["kernel"].size, dtype=np.float32)[:, None]}
+        params = {"params": {**params["params"], "charge_net": net}}
     predictor = Predictor(config, HBN, params, {})
-    g = build_model_graph(hbn_sheet(12), config.cutoff, ["B", "N"], 0.3)  # 288 atoms
+    sheet = hbn_sheet(12)  # 288 atoms
+    g = predictor.graph(sheet)
     assert np.abs(g.node_potentials).max() > 0.01
+    assert (g.charge_potentials is not None and np.abs(g.charge_potentials).max() > 0.01) == charges
     h_whole, _ = predict_blocks(g, predictor, chunk_atoms=None)
     h_chunk, _ = predict_blocks(g, predictor, chunk_atoms=40)
     scale = np.abs(h_whole).max()
     np.testing.assert_allclose(h_chunk, h_whole, atol=2e-6 * scale)
+    if charges:
+        trained = build_model_graph(sheet, config.cutoff, ["B", "N"], 0.3, charge_kernel=True)
+        h_train, _ = predict_graph(jax.jit(HamiltonianNet(config, HBN).apply), params, trained, HBN)
+        np.testing.assert_allclose(h_whole, h_train, atol=2e-6 * scale)
+        assert np.abs(h_whole - predict_blocks(replace(g, charge_potentials=0 * g.charge_potentials), predictor,
+                                               chunk_atoms=None)[0]).max() > 1e-4 * scale
     # The chunks' own potentials would differ (a chunk is no periodic cell): the rows must come from the whole.
     from deeph_jax.predict.chunks import make_chunks, model_hops
 
