@@ -237,3 +237,33 @@ def _key_of(graph, e):
     """(R, i, j) of edge e of a PairGraph, as BlockSparse.get takes them."""
     pair = graph.atom_pairs[e]
     return tuple(int(x) for x in pair[:3]), int(pair[3]), int(pair[4])
+
+
+def test_fine_tuning_adds_environment_charges_to_a_bundle_without_them(tmp_path):
+    """``train.init_from`` a bundle without environment-dependent charges into a run with them: every bundle
+    parameter is kept, the new charge net starts at zero output, so the run starts at the bundle's predictions;
+    any other config difference is refused."""
+    from types import SimpleNamespace
+
+    from deeph_jax.graph import build_model_graph
+    from deeph_jax.model.testing import predict as predict_graph
+    from deeph_jax.train.loop import Trainer
+
+    old = ModelConfig.from_dict({**TINY_MODEL, "message_cutoff": 2.0, "long_range_alpha": 0.5})
+    new = old.replace(long_range_charges=True)
+    g_old = build_model_graph(hbn_sheet(2), old.cutoff, ["B", "N"], 0.5)
+    g_new = build_model_graph(hbn_sheet(2), old.cutoff, ["B", "N"], 0.5, charge_kernel=True)
+    p_old = HamiltonianNet(old, HBN).init(jax.random.PRNGKey(1), batch_graphs([g_old], ["B", "N"]))
+    lr = {**p_old["params"]["long_range"], "charges": np.array([0.6, -0.6], np.float32)}
+    p_old = {"params": {**p_old["params"], "long_range": lr}}
+    like = HamiltonianNet(new, HBN).init(jax.random.PRNGKey(2), batch_graphs([g_new], ["B", "N"]))
+    export_bundle(tmp_path / "old", old, HBN, p_old, {})
+    run = SimpleNamespace(model_config=new, basis=HBN)
+    p_new = Trainer.initial_params_from_bundle(run, tmp_path / "old", like)
+    assert set(p_new["params"]) == set(p_old["params"]) | {"charge_net"}
+    h_old, _ = predict_graph(jax.jit(HamiltonianNet(old, HBN).apply), p_old, g_old, HBN)
+    h_new, _ = predict_graph(jax.jit(HamiltonianNet(new, HBN).apply), p_new, g_new, HBN)
+    np.testing.assert_allclose(h_new, h_old, atol=1e-6 * np.abs(h_old).max())
+    with pytest.raises(DeephError, match="different basis or model config"):
+        Trainer.initial_params_from_bundle(SimpleNamespace(model_config=new.replace(num_radial=6), basis=HBN),
+                                           tmp_path / "old", like)
