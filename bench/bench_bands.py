@@ -294,22 +294,30 @@ def main() -> None:
     print(f"raw results: {out}")
 
 
-def cell_folder(args, small, n: int):
-    """The n x n tiled cell written once to the work folder (the workers read it like any DeepH folder):
-    folder, atoms, orbitals and the number of lattice vectors R its H(R) has."""
+def cell_folder(work, small, n: int) -> Path:
+    """The n x n tiled cell as a DeepH folder under ``work``, tiled and written on the first run only (the
+    workers, and bench_kpm.py, read it like any DeepH folder)."""
     from deeph_jax.io import write_deeph_dir
 
-    folder = Path(args.work) / f"hbn-{n}x{n}"
-    big = tile(small, n)
+    folder = Path(work) / f"hbn-{n}x{n}"
     if not (folder / "hamiltonian.h5").is_file():
-        write_deeph_dir(folder, big)
-    n_R = len(np.unique(big.hamiltonian.atom_pairs[:, :3], axis=0))
-    return folder, big.structure.n_atoms, int(big.atom_offsets[-1]), n_R
+        write_deeph_dir(folder, tile(small, n))
+    return folder
+
+
+def tiled_sizes(small, n: int) -> tuple[int, int, int]:
+    """Atoms, orbitals and lattice vectors R of H(R) of the n x n tiling, from the small cell alone: a block
+    (i, j, R) of the small cell at tile t lands in supercell vector floor((t + R) / n) in plane."""
+    R = np.unique(small.hamiltonian.atom_pairs[:, :3], axis=0)
+    tiles = np.array([[a, b, 0] for a in range(n) for b in range(n)])
+    n_R = len(np.unique(np.floor_divide(tiles[:, None, :] + R[None], [n, n, 1]).reshape(-1, 3), axis=0))
+    return small.structure.n_atoms * n * n, int(small.atom_offsets[-1]) * n * n, n_R
 
 
 def bench_path(args, small, sigma: float) -> dict:
     n = args.path_size
-    folder, n_atoms, n_orb, _ = cell_folder(args, small, n)
+    folder = cell_folder(args.work, small, n)
+    n_atoms, n_orb, _ = tiled_sizes(small, n)
     ks = path_kpoints(args.path_points)[: args.path_first]
     cmd = [sys.executable, __file__, "--path-worker", str(folder), str(sigma), "--solver", args.solver,
            "--path-points", str(args.path_points)] + (["--warm-start"] if args.warm_start else []) + \
@@ -332,7 +340,8 @@ def bench_path(args, small, sigma: float) -> dict:
 def bench_gamma(args, small, sigma: float) -> list:
     rows = []
     for n in args.sizes:
-        folder, n_atoms, n_orb, n_R = cell_folder(args, small, n)
+        folder = cell_folder(args.work, small, n)
+        n_atoms, n_orb, n_R = tiled_sizes(small, n)
         ref = expected(small, n, sigma)
         near = [] if args.near_range is None else ["--near-range", str(args.near_range)]
         r = run([sys.executable, __file__, "--worker", str(folder), str(sigma), "--solver", args.solver] + near)

@@ -36,17 +36,6 @@ def exact_spectrum(small, n: int) -> np.ndarray:
     return np.sort(bands_at(small, ks).reshape(-1))
 
 
-def cell_folder(small, n: int, work: Path) -> Path:
-    """The n x n tiled cell as a DeepH folder under ``work`` (written on the first run only)."""
-    from deeph_jax.io import write_deeph_dir
-    from deeph_jax.io.tiling import tile_deeph
-
-    folder = work / f"hbn-{n}x{n}"
-    if not (folder / "hamiltonian.h5").is_file():
-        write_deeph_dir(folder, tile_deeph(small, (n, n, 1)))
-    return folder
-
-
 def one(small, n: int, n_moments: int, n_vectors: int, work: Path) -> dict:
     from deeph_jax.io import read_deeph_dir
     from deeph_jax.physics.bands import bloch_pencil
@@ -54,7 +43,9 @@ def one(small, n: int, n_moments: int, n_vectors: int, work: Path) -> dict:
     from deeph_jax.physics.kpm import (exact_moments, jackson_kernel, kpm_dos, kpm_fermi_level, kpm_moments,
                                        resolution_eV)
 
-    folder = cell_folder(small, n, work)
+    from bench_bands import cell_folder  # one writer of the tiled folders both benches share
+
+    folder = cell_folder(work, small, n)
     t0 = time.perf_counter()
     big = read_deeph_dir(folder)
     h, s = bloch_pencil(big, np.zeros(3))

@@ -1,11 +1,11 @@
 """A spin-orbit model on held-out molecules, as issue 17 checks it (run by hand).
 
     python bench/bench_soc.py [--model models/halides-soc] [--dataset datasets/halides-soc-pbe-def2svp-test]
-                              [--ood datasets/halides-soc-ood] [--work /tmp/bench-soc] [--json bench/results/soc.json]
+                              [--ood datasets/halides-soc-ood] [--json bench/results/soc.json]
 
 For every molecule of the test set and of the out-of-distribution set (CH2BrCl, not among the halides the
-model trained on; datasets/molecules/ch2brcl.xyz, PySCF X2C GKS, PBE / def2-SVP): predict H into --work with
-the exact overlap, then compare with the DFT H of the folder:
+model trained on; datasets/molecules/ch2brcl.xyz, PySCF X2C GKS, PBE / def2-SVP): predict H once, in memory
+(bench_test_set's evaluation), then compare with the DFT H and S of the folder:
 
 * H MAE over every entry (|complex difference|, eV), on-site and off-site apart (bench_test_set's breakdown);
 * the largest splitting inside a predicted Kramers pair (time reversal: 0 up to rounding);
@@ -33,21 +33,18 @@ from deeph_jax.provenance import write_result  # noqa: E402
 TOP_SPIN_ORBITALS = 8
 
 
-def levels_of(folder: Path, hamiltonian: str):
-    """(H, S) at R = 0 of a molecule folder, dense (2n, 2n), and its electron count and symbols."""
+def compare(dft_dir: Path, h_predicted) -> dict:
+    """Levels of a molecule folder's DFT H and of the predicted H (a BlockSparse in eV), both with the folder's
+    overlap (the exact one: prediction would use PySCF's integrals of the same basis)."""
+    from dataclasses import replace
+
     from deeph_jax.io import read_deeph_dir
-
-    data = read_deeph_dir(folder, hamiltonian=hamiltonian)
-    return (data.hamiltonian_k([0, 0, 0]), data.overlap_k([0, 0, 0]), int(round(data.info["occupation"])),
-            data.structure.symbols)
-
-
-def compare(dft_dir: Path, pred_dir: Path) -> dict:
-    from deeph_jax.io import HAMILTONIAN, HAMILTONIAN_PRED
     from deeph_jax.physics.spin_levels import kramers_levels, soc_splittings, valence_levels
 
-    h, s, electrons, symbols = levels_of(dft_dir, HAMILTONIAN)
-    h_pred, _, _, _ = levels_of(pred_dir, HAMILTONIAN_PRED)
+    data = read_deeph_dir(dft_dir)
+    h, s = data.hamiltonian_k([0, 0, 0]), data.overlap_k([0, 0, 0])
+    h_pred = replace(data, hamiltonian=h_predicted).hamiltonian_k([0, 0, 0])
+    electrons, symbols = int(round(data.info["occupation"])), data.structure.symbols
     n_occ = electrons // 2  # Kramers levels
     dft, _ = kramers_levels(h, s)
     pred, pair_splitting = kramers_levels(h_pred, s)
@@ -64,21 +61,19 @@ def compare(dft_dir: Path, pred_dir: Path) -> dict:
     }
 
 
-def bench_set(predictor, dataset: Path, work: Path, label: str) -> dict:
+def bench_set(model: Path, dataset: Path, label: str) -> dict:
     from bench_test_set import evaluate
 
-    from deeph_jax.io import find_structure_dirs
-    from deeph_jax.predict.run import predict_dataset
+    from deeph_jax.predict.bundle import load_bundle
+    from deeph_jax.predict.infer import blocks_to_sparse
 
-    t0 = time.perf_counter()
-    predict_dataset(dataset, predictor, work)
-    seconds = time.perf_counter() - t0
-    rows = [compare(d, work / d.relative_to(dataset)) for d in find_structure_dirs(dataset)]
-    errors = evaluate(Path(predictor.path), dataset)
+    _, basis, _, _ = load_bundle(model)
+    errors, samples, predictions = evaluate(model, dataset, keep_predictions=True)
+    rows = [compare(Path(smp.name), blocks_to_sparse(smp.graph, h, basis)) for smp, (h, _) in zip(samples, predictions)]
     soc = [p["error_meV"] for r in rows for p in r["soc_pairs"]]
     top = np.array([r["top_occupied_max_error_meV"] for r in rows])
     summary = {
-        "set": label, "dataset": str(dataset), "structures": len(rows), "predict_s": seconds,
+        "set": label, "dataset": str(dataset), "structures": len(rows), "predict_s": errors["seconds"],
         "mae_h_meV": errors["mae_h_meV"], "mae_h_onsite_meV": errors["mae_h_onsite_meV"],
         "mae_h_offsite_meV": errors["mae_h_offsite_meV"],
         "kramers_pair_splitting_max_eV": max(r["kramers_pair_splitting_max_eV"] for r in rows),
@@ -103,19 +98,17 @@ def main() -> int:
     ap.add_argument("--dataset", default=str(REPO / "datasets" / "halides-soc-pbe-def2svp-test"))
     ap.add_argument("--ood", default=str(REPO / "datasets" / "halides-soc-ood"),
                     help="molecules of the same elements outside the training distribution")
-    ap.add_argument("--work", default="/tmp/bench-soc", help="folder for the predicted H")
     ap.add_argument("--json", default="", help="raw results (e.g. bench/results/soc.json)")
     args = ap.parse_args()
 
     def run():
         import jax
 
-        from deeph_jax.predict.infer import load_predictor
-
-        predictor = load_predictor(args.model)
+        model = Path(args.model)
+        model = model / "model" if (model / "model" / "model.yaml").is_file() else model  # a run folder
         result = {"model": args.model, "jax_backend": jax.default_backend(), "date": time.strftime("%Y-%m-%d"),
-                  "sets": [bench_set(predictor, Path(args.dataset), Path(args.work) / "test", "test"),
-                           bench_set(predictor, Path(args.ood), Path(args.work) / "ood", "out of distribution")]}
+                  "sets": [bench_set(model, Path(args.dataset), "test"),
+                           bench_set(model, Path(args.ood), "out of distribution")]}
         if args.json:
             print(f"raw results: {write_result(args.json, result)}")
 

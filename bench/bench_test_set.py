@@ -22,7 +22,9 @@ from deeph_jax.provenance import write_result
 REPO = Path(__file__).resolve().parents[1]
 
 
-def evaluate(model_dir: Path, dataset: Path) -> dict:
+def evaluate(model_dir: Path, dataset: Path, keep_predictions: bool = False):
+    """H MAE of a bundle on a dataset, on-site and off-site apart (the result dict). With ``keep_predictions``
+    also the samples and their predicted padded (h, s) edge blocks: (result, samples, predictions)."""
     import jax
 
     from deeph_jax.model import HamiltonianNet, model_elements
@@ -52,7 +54,7 @@ def evaluate(model_dir: Path, dataset: Path) -> dict:
     print(f"{len(samples)} structures, {result['h_entries']} H entries: MAE {result['mae_h_meV']:.3f} meV = "
           f"{result['mae_h_uHa']:.1f} uHa (on-site {result['mae_h_onsite_meV']:.3f}, off-site "
           f"{result['mae_h_offsite_meV']:.3f} meV); {seconds:.1f} s (compilation included)")
-    return result
+    return (result, samples, preds) if keep_predictions else result
 
 
 def main() -> int:

@@ -43,11 +43,14 @@ def is_collinear(data) -> bool:
 
 def spin_channels(data):
     """(up, down): spinless DeephStructures of the two channels of a collinear ``data`` (same structure,
-    basis and overlap; complex entries with zero imaginary part become real). Their ``occupation`` is None:
-    the electrons are counted over both channels together (one Fermi level)."""
+    basis and overlap; complex entries with zero imaginary part become real), or None when ``data`` is not
+    collinear (spinless, no H, or any spin-mixing entry). The channels' ``occupation`` is None: the electrons
+    are counted over both channels together (one Fermi level)."""
+    if not data.spinful or data.hamiltonian is None:
+        return None
     up, down, mixing = spin_quarters(data.hamiltonian)
     if mixing != 0.0:
-        raise ValueError(f"not collinear: spin-mixing entries up to {mixing:.3g} eV")
+        return None
 
     def channel(h: BlockSparse):
         if np.iscomplexobj(h.entries) and not np.any(h.entries.imag):

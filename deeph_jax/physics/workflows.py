@@ -216,11 +216,12 @@ def run_bands(folder, hamiltonian=None, kpath="auto", npoints=200, nbands=None, 
 def spectra_of(data, kpoints, solve):
     """Energies (n_k, n_bands) by ``solve``; for collinear spin also each channel's, (up, down), else None.
     The channels are solved apart (each a spinless problem of half the size) and merged in order."""
-    from deeph_jax.physics.collinear import is_collinear, spin_channels
+    from deeph_jax.physics.collinear import spin_channels
 
-    if not is_collinear(data):
+    channels = spin_channels(data)
+    if channels is None:
         return solve(data, kpoints), None
-    up, down = (solve(channel, kpoints) for channel in spin_channels(data))
+    up, down = (solve(channel, kpoints) for channel in channels)
     return np.sort(np.concatenate([up, down], axis=1), axis=1), (up, down)
 
 

@@ -48,8 +48,9 @@ def test_quarters_round_trip_and_detection(collinear):
     mixed = data.hamiltonian.entries.copy()
     width = int(data.hamiltonian.shapes[0, 1])
     mixed[width // 2] = 1e-3  # one spin-mixing entry: row 0 of the first block, first column of its ud quarter
-    assert not is_collinear(replace(data, hamiltonian=BlockSparse.from_arrays(data.hamiltonian.atom_pairs,
-                                                                              data.hamiltonian.shapes, mixed)))
+    mixing = replace(data, hamiltonian=BlockSparse.from_arrays(data.hamiltonian.atom_pairs, data.hamiltonian.shapes,
+                                                               mixed))
+    assert not is_collinear(mixing) and spin_channels(mixing) is None and spin_channels(small) is None
 
 
 def test_spin_resolved_bands_and_dos_equal_each_channel(collinear, tmp_path):
