@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 
 from deeph_jax.errors import DeephError
-from deeph_jax.train.rules import (Channels, Choice, Flag, Folders, Integer, Number, Optional, Text, check_section,
-                                   check_value)
+from deeph_jax.train.rules import (Channels, Choice, EnergyWindow, Flag, Folders, Integer, Number, Optional, Text,
+                                   check_section, check_value)
 
 POSITIVE = Number(0.0, low_open=True)
 NON_NEGATIVE = Number(0.0)
@@ -95,6 +95,10 @@ class TrainConfig:
             R = 0) and of off-site blocks; each term is the mean squared error (eV^2) over its own
             entries, so a few on-site blocks are not drowned by many hoppings.
         overlap_weight: weight of the S loss (S is unitless, H in eV); 0 leaves S out of the gradient.
+        eigen_weight: weight of the eigenvalue loss (:mod:`deeph_jax.train.eigen_loss`; eV^2): the generalized
+            eigenvalues of predicted H and DFT H with the DFT S at two generic k-points, those whose DFT value
+            lies in ``eigen_window_eV`` (absolute, [low, high]; required with a weight), for structures of up to
+            ``eigen_max_atoms`` atoms. 0 (default) leaves it out. Spinless models only.
         precision: float32 or float64 (all of training).
         eval_every, checkpoint_every, log_every: steps between validations, checkpoints, metric rows.
         keep_checkpoints: the last k checkpoints kept (the best one is kept apart).
@@ -116,6 +120,9 @@ class TrainConfig:
     onsite_weight: float = _key(1.0, NON_NEGATIVE)
     offsite_weight: float = _key(1.0, NON_NEGATIVE)
     overlap_weight: float = _key(1.0, NON_NEGATIVE)
+    eigen_weight: float = _key(0.0, NON_NEGATIVE)
+    eigen_window_eV: list | None = _key(None, Optional(EnergyWindow()))
+    eigen_max_atoms: int = _key(32, Integer(1))
     precision: str = _key("float32", Choice(("float32", "float64")))
     eval_every: int = _key(100, Integer(1))
     checkpoint_every: int = _key(100, Integer(1))
@@ -223,6 +230,9 @@ def _check_train(tc: dict, source_of) -> dict:
     if not any(tc[w] for w in weights):
         raise DeephError("train.onsite_weight, train.offsite_weight and train.overlap_weight are all 0: "
                          "nothing to train", source_of("train.onsite_weight"))
+    if tc["eigen_weight"] and tc["eigen_window_eV"] is None:
+        raise DeephError("train.eigen_weight needs train.eigen_window_eV: the [low, high] DFT eigenvalues (eV, "
+                         "absolute) to compare, e.g. the Fermi level +- 4 eV", source_of("train.eigen_weight"))
     return tc
 
 

@@ -143,6 +143,21 @@ class Channels:
 
 
 @dataclass(frozen=True)
+class EnergyWindow:
+    """Two numbers [low, high], low < high (eV)."""
+
+    allowed = "a list [low, high] of two numbers (eV), low < high"
+
+    def __call__(self, value) -> list[float]:
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise NotAllowed
+        low, high = (_as_number(v) for v in value)
+        if not low < high:
+            raise NotAllowed
+        return [low, high]
+
+
+@dataclass(frozen=True)
 class Optional:
     """``null`` or a value of ``rule``."""
 

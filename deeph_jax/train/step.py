@@ -21,6 +21,7 @@ import optax
 from deeph_jax.model.irreps_blocks import BlockLayout, entry_mask
 from deeph_jax.model.spin_blocks import spin_entry_mask
 from deeph_jax.train.config import TrainConfig
+from deeph_jax.train.eigen_loss import EigenSpec, eigen_errors
 
 
 class TrainState(NamedTuple):
@@ -61,8 +62,14 @@ def onsite_edges(batch):
     return (batch.senders == batch.receivers) & jnp.all(batch.vectors == 0, axis=-1)
 
 
-def block_errors(model, layout: BlockLayout, params, batch):
-    """Sums over one (unstacked) batch: squared and absolute errors of H (eV) and S on real entries.
+def eigen_spec(tc: TrainConfig) -> EigenSpec | None:
+    """The eigenvalue loss of ``tc``, or None when its weight is 0."""
+    return EigenSpec(tc.eigen_max_atoms, tuple(tc.eigen_window_eV)) if tc.eigen_weight else None
+
+
+def block_errors(model, layout: BlockLayout, params, batch, eigen: EigenSpec | None = None):
+    """Sums over one (unstacked) batch: squared and absolute errors of H (eV) and S on real entries; with
+    ``eigen`` also of the windowed eigenvalues (sse_eig, sae_eig, count_eig; :mod:`deeph_jax.train.eigen_loss`).
 
     Spinful H (``model.config.spin`` soc or collinear; (E, 2W, 2W) complex): an entry's squared error is
     |dH|^2 = dRe^2 + dIm^2 and its absolute error |dH|, over the spin quarters the model predicts
@@ -83,7 +90,13 @@ def block_errors(model, layout: BlockLayout, params, batch):
     dh, ds = (h - batch.h_blocks) * mh, (s - batch.s_blocks) * m
     sq_h = dh * dh if spin == "none" else dh.real * dh.real + dh.imag * dh.imag
     abs_h = jnp.abs(dh)
-    return {
+    extra = {}
+    if eigen is not None:
+        if spin != "none":
+            raise ValueError("the eigenvalue loss covers spinless models only")
+        blocks = jnp.where(batch.block_mask[:, None, None], h, 0.0)
+        extra = eigen_errors(blocks, batch, layout, eigen)
+    return extra | {
         "sse_h": jnp.sum(sq_h), "sse_s": jnp.sum(ds * ds),
         "sae_h": jnp.sum(abs_h), "sae_s": jnp.sum(jnp.abs(ds)),
         "count": jnp.sum(m), "count_h": jnp.sum(mh),
@@ -93,9 +106,9 @@ def block_errors(model, layout: BlockLayout, params, batch):
     }
 
 
-def stacked_errors(model, layout, params, stacked):
+def stacked_errors(model, layout, params, stacked, eigen: EigenSpec | None = None):
     """Sum of :func:`block_errors` over the leading device axis of a stacked batch."""
-    per_device = jax.vmap(lambda b: block_errors(model, layout, params, b))(stacked)
+    per_device = jax.vmap(lambda b: block_errors(model, layout, params, b, eigen))(stacked)
     return jax.tree_util.tree_map(jnp.sum, per_device)
 
 
@@ -106,7 +119,8 @@ def _mean(total, count):
 def weighted_loss(e: dict, tc: TrainConfig):
     """The loss from error sums (global over devices): each term is a mean over its own entries,
 
-        onsite_weight * MSE(on-site H) + offsite_weight * MSE(off-site H) + overlap_weight * MSE(S),
+        onsite_weight * MSE(on-site H) + offsite_weight * MSE(off-site H) + overlap_weight * MSE(S)
+        [+ eigen_weight * MSE(windowed eigenvalues)],
 
     in eV^2 for H (spinful: the mean of |dH|^2 = dRe^2 + dIm^2 per complex entry); S is left out (not
     differentiated) when its weight is 0.
@@ -115,6 +129,8 @@ def weighted_loss(e: dict, tc: TrainConfig):
     loss = loss + tc.offsite_weight * _mean(e["sse_h_offsite"], e["count_offsite"])
     if tc.overlap_weight:
         loss = loss + tc.overlap_weight * _mean(e["sse_s"], e["count"])
+    if tc.eigen_weight:
+        loss = loss + tc.eigen_weight * _mean(e["sse_eig"], e["count_eig"])
     return loss
 
 
@@ -127,9 +143,10 @@ def make_train_step(model, layout: BlockLayout, tx: optax.GradientTransformation
     """
     tc = TrainConfig.coerce(tc)
     decay = tc.ema_decay
+    eigen = eigen_spec(tc)
 
     def loss_fn(params, stacked):
-        e = stacked_errors(model, layout, params, stacked)
+        e = stacked_errors(model, layout, params, stacked, eigen)
         return weighted_loss(e, tc), e
 
     def train_step(state: TrainState, stacked):
@@ -146,6 +163,8 @@ def make_train_step(model, layout: BlockLayout, tx: optax.GradientTransformation
                    "mae_h_onsite": _mean(e["sae_h_onsite"], e["count_onsite"]),
                    "mae_h_offsite": _mean(e["sae_h_offsite"], e["count_offsite"]),
                    "grad_norm": optax.global_norm(grads)}
+        if eigen is not None:
+            metrics["mae_eig"] = _mean(e["sae_eig"], e["count_eig"])
         return TrainState(params, opt_state, ema, state.step + 1), metrics
 
     if mesh is None:

@@ -1,0 +1,81 @@
+"""The eigenvalue loss builds each graph's Bloch pencil right (its eigenvalues equal those of the DFT folder's
+H(k), S(k) by dense scipy), measures a known shift exactly, skips graphs above its size, and has finite gradients."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+
+from deeph_jax.graph import batch_graphs, build_graph
+from deeph_jax.graph.batch import GraphTargets
+from deeph_jax.graph.targets import padded_edge_blocks
+from deeph_jax.io import read_deeph_dir
+from deeph_jax.model.irreps_blocks import build_layout, model_elements
+from deeph_jax.train.eigen_loss import EIGEN_KPOINTS, PAD_LEVEL, EigenSpec, eigen_errors, graph_bloch_matrices
+
+REPO = Path(__file__).resolve().parents[2]
+CELLS = [REPO / "datasets/hbn-szv/train-2x2/00003", REPO / "datasets/hbn-szv/train-3x3/00004"]
+
+
+@pytest.fixture(scope="module")
+def batch_and_data():
+    datas = [read_deeph_dir(c) for c in CELLS]
+    basis = datas[0].basis
+    layout = build_layout(basis)
+    graphs, targets = [], []
+    for d in datas:
+        g = build_graph(d.structure, 10.2)
+        h, present = padded_edge_blocks(g, d.hamiltonian, basis, layout.width)
+        s, _ = padded_edge_blocks(g, d.overlap, basis, layout.width)
+        graphs.append(g)
+        targets.append(GraphTargets(h, s, present))
+    batch = batch_graphs(graphs, model_elements(basis), targets, dtype=np.float64)
+    return datas, layout, batch
+
+
+def test_levels_equal_the_folders_bands_and_a_shift_is_measured_exactly(batch_and_data):
+    datas, layout, batch = batch_and_data
+    window = (-8.0, 2.0)
+    with jax.enable_x64(True):
+        b = jax.tree_util.tree_map(jnp.asarray, batch)
+        exact = eigen_errors(b.h_blocks, b, layout, EigenSpec(18, window))
+        assert float(exact["sae_eig"]) < 1e-9
+        # The reference: each folder's H(k), S(k) at the same k (lattice gauge), dense scipy.
+        real = jnp.asarray(np.diagonal(layout.entry_mask[4 + np.arange(2)], axis1=1, axis2=2))
+        expected = 0
+        for d_index, d in enumerate(datas):
+            for k in EIGEN_KPOINTS:
+                k_frac = d.structure.cell @ k / (2 * np.pi)
+                e = scipy.linalg.eigh(d.hamiltonian_k(k_frac), d.overlap_k(k_frac), eigvals_only=True)
+                expected += int(np.sum((e >= window[0]) & (e <= window[1])))
+                h, orbitals, _ = graph_bloch_matrices(b.h_blocks, b, real, 18, k, PAD_LEVEL)
+                s, _, _ = graph_bloch_matrices(b.s_blocks, b, real, 18, k, 1.0)
+                ours = scipy.linalg.eigh(np.asarray(h[d_index]), np.asarray(s[d_index]), eigvals_only=True)
+                assert int(orbitals[d_index].sum()) == len(e)
+                np.testing.assert_allclose(ours[: len(e)], e, atol=1e-8)  # the padded levels lie above
+        assert int(exact["count_eig"]) == expected > 0
+        # H + 0.01 S moves every level by exactly 10 meV.
+        shifted = eigen_errors(b.h_blocks + 0.01 * b.s_blocks, b, layout, EigenSpec(18, window))
+        np.testing.assert_allclose(float(shifted["sae_eig"]) / float(shifted["count_eig"]), 0.01, rtol=1e-6)
+        # The 18-atom cell does not fit 8 atoms: only the 8-atom cell counts.
+        small = eigen_errors(b.h_blocks, b, layout, EigenSpec(8, window))
+        assert 0 < int(small["count_eig"]) < expected
+
+
+def test_gradient_is_finite(batch_and_data):
+    datas, layout, batch = batch_and_data
+    b = jax.tree_util.tree_map(jnp.asarray, batch._replace(h_blocks=batch.h_blocks.astype(np.float32),
+                                                           s_blocks=batch.s_blocks.astype(np.float32),
+                                                           vectors=batch.vectors.astype(np.float32)))
+    noise = 0.01 * jax.random.normal(jax.random.PRNGKey(0), b.h_blocks.shape)
+    noise = 0.5 * (noise + jnp.swapaxes(noise[b.mirror], 1, 2))  # keep H Hermitian
+
+    def loss(scale):
+        e = eigen_errors(b.h_blocks + scale * noise, b, layout, EigenSpec(18, (-8.0, 2.0)))
+        return e["sse_eig"] / e["count_eig"]
+
+    value, grad = jax.value_and_grad(loss)(1.0)
+    assert np.isfinite(float(grad)) and float(grad) > 0 and float(value) > 0
