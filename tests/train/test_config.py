@@ -47,6 +47,8 @@ BAD_OVERRIDES = [
     ("model.message_cutoff=9", r"model.message_cutoff = 9.0: must be <= model.cutoff = 6.0"),
     ("model.radial_scale=maybe", r"model.radial_scale = 'maybe': must be true or false"),
     ("train=3", r"train = 3: must be a mapping of keys"),
+    ("train.eigen_window_eV=[1,0]", r"train.eigen_window_eV = \[1, 0\]: must be a list \[low, high\] of two numbers"),
+    ("train.eigen_weight=1", r"train.eigen_weight needs train.eigen_window_eV"),
 ]
 
 
@@ -67,6 +69,11 @@ def test_bad_value_in_a_file_names_the_file(tmp_path):
 def test_all_loss_weights_zero_is_refused():
     with pytest.raises(DeephError, match="all 0: nothing to train"):
         load_config(DEMO, ["train.onsite_weight=0", "train.offsite_weight=0", "train.overlap_weight=0"])
+
+
+def test_environment_charges_need_the_long_range_channel():
+    with pytest.raises(DeephError, match="long_range_charges needs the long-range channel: set long_range_alpha"):
+        load_config(DEMO, ["model.long_range_charges=true"])
 
 
 def test_val_split_needs_train_split():
