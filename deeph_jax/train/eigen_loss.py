@@ -9,13 +9,14 @@ generalized eigenvalues of (H(k), S(k)) at a few generic k-points for each struc
 the atomic-position gauge: a unitary change of basis from the lattice gauge, so the same eigenvalues, and it
 needs neither cells nor lattice vectors (molecules: the phases cancel, k plays no role). Each graph's matrices
 are built densely at ``max_atoms`` atoms (graphs with more are skipped), with padded orbitals set to a level
-far above the window; the eigenvalues come from the Cholesky factor of the DFT S(k), and only those whose
-DFT value lies in ``window`` (eV, absolute) count, matched in order. DeePTB and HamGNN train on bands the
+far above the window; the generalized eigenvalues with the DFT S(k) (on the host: :func:`generalized_levels`),
+only those whose DFT value lies in ``window`` (eV, absolute), are matched in order. DeePTB and HamGNN train on bands the
 same way; here it is a fine-tuning term next to the block losses.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -40,10 +41,11 @@ class EigenSpec(NamedTuple):
 
 
 def graph_bloch_matrices(blocks, batch, real_orbitals, max_atoms: int, k, pad: float):
-    """(G, D, D) complex dense Bloch matrices of each graph at Cartesian ``k`` (3,) 1/A, D = max_atoms * W.
+    """Dense Bloch matrices of each graph at Cartesian ``k`` (3,) 1/A, D = max_atoms * W, as their real and
+    imaginary parts: (G, D, D) each (real arithmetic only; see :func:`generalized_levels`).
 
     ``blocks`` (E, W, W) padded edge blocks; ``real_orbitals`` (n_species, W) bool. Padded orbitals get ``pad``
-    on the diagonal. Returns the matrices and (G,) bool: graphs that fit in ``max_atoms``."""
+    on the diagonal. Returns (re, im), (G, D) bool real orbitals, and (G,) bool graphs that fit in ``max_atoms``."""
     n_graphs, width = batch.graph_mask.shape[0], blocks.shape[-1]
     n_nodes = batch.species.shape[0]
     node_index = jnp.arange(n_nodes)
@@ -54,21 +56,75 @@ def graph_bloch_matrices(blocks, batch, real_orbitals, max_atoms: int, k, pad: f
     i = batch.senders - first[g]
     j = batch.receivers - first[g]
     keep = batch.edge_mask & fits[g] & (i < max_atoms) & (j < max_atoms)
-    phase = jnp.exp(1j * (batch.vectors @ jnp.asarray(k, batch.vectors.dtype)))
-    values = jnp.where(keep[:, None, None], phase[:, None, None] * blocks, 0.0)
+    angle = batch.vectors @ jnp.asarray(k, batch.vectors.dtype)
+    blocks = jnp.where(keep[:, None, None], blocks, 0.0)
     a = jnp.arange(width)
-    shape = values.shape
+    shape = blocks.shape
     rows = jnp.broadcast_to(jnp.clip(i, 0, max_atoms - 1)[:, None, None] * width + a[None, :, None], shape)
     cols = jnp.broadcast_to(jnp.clip(j, 0, max_atoms - 1)[:, None, None] * width + a[None, None, :], shape)
+    graph = jnp.broadcast_to(g[:, None, None], shape)
     dim = max_atoms * width
-    out = jnp.zeros((n_graphs, dim, dim), values.dtype)
-    out = out.at[jnp.broadcast_to(g[:, None, None], shape), rows, cols].add(values)
+    zeros = jnp.zeros((n_graphs, dim, dim), blocks.dtype)
+    re = zeros.at[graph, rows, cols].add(jnp.cos(angle)[:, None, None] * blocks)
+    im = zeros.at[graph, rows, cols].add(jnp.sin(angle)[:, None, None] * blocks)
     # Orbitals that exist: atom slot < the graph's atom count and the orbital within its element's.
     slot = first[:, None] + jnp.arange(max_atoms)[None, :]  # (G, max_atoms) node index of each slot
-    inside = jnp.arange(max_atoms)[None, :] < count[:, None]
+    inside = (jnp.arange(max_atoms)[None, :] < count[:, None]) & fits[:, None]  # graphs too large: all padding
     species = batch.species[jnp.clip(slot, 0, n_nodes - 1)]
     real = (real_orbitals[species] & inside[:, :, None]).reshape(n_graphs, dim)
-    return out + jnp.where(real, 0.0, pad)[:, :, None] * jnp.eye(dim, dtype=out.real.dtype), real, fits
+    re = re + jnp.where(real, 0.0, pad)[:, :, None] * jnp.eye(dim, dtype=re.dtype)
+    return (re, im), real, fits
+
+
+def _host_eigh(h_re, h_im, s_re, s_im, dtype):
+    """Eigenvalues (G, D) and S-orthonormal eigenvectors (G, D, D) as real and imaginary parts, by LAPACK on
+    the host, one graph at a time."""
+    import scipy.linalg
+
+    h = np.asarray(h_re, np.float64) + 1j * np.asarray(h_im, np.float64)
+    s = np.asarray(s_re, np.float64) + 1j * np.asarray(s_im, np.float64)
+    w = np.empty(h.shape[:-1])
+    v = np.empty(h.shape, np.complex128)
+    for index in np.ndindex(h.shape[:-2]):
+        w[index], v[index] = scipy.linalg.eigh(h[index], s[index])
+    return w.astype(dtype), v.real.astype(dtype), v.imag.astype(dtype)
+
+
+@jax.custom_vjp
+def generalized_levels(h_re, h_im, s_re, s_im):
+    """Eigenvalues (..., D), ascending, of the Hermitian pencil (H, S), H = h_re + i h_im, S = s_re + i s_im
+    (..., D, D). Differentiable in H only (S is data): d lambda_n = v_n^H dH v_n.
+
+    The eigensolver runs on the host (scipy, via ``jax.pure_callback``): XLA's CPU runtime (jax 0.10) deadlocked
+    on training steps that held its own Cholesky, triangular solves and eigh next to the network, at random
+    steps, with every thread waiting."""
+    return _levels_and_vectors(h_re, h_im, s_re, s_im)[0]
+
+
+def _levels_and_vectors(h_re, h_im, s_re, s_im):
+    shapes = (jax.ShapeDtypeStruct(h_re.shape[:-1], h_re.dtype), jax.ShapeDtypeStruct(h_re.shape, h_re.dtype),
+              jax.ShapeDtypeStruct(h_re.shape, h_re.dtype))
+    host = functools.partial(_host_eigh, dtype=np.dtype(h_re.dtype))
+    return jax.pure_callback(host, shapes, h_re, h_im, s_re, s_im, vmap_method="sequential")
+
+
+def _levels_fwd(h_re, h_im, s_re, s_im):
+    w, v_re, v_im = _levels_and_vectors(h_re, h_im, s_re, s_im)
+    return w, (v_re, v_im, s_re, s_im)
+
+
+def _levels_bwd(res, g):
+    """For a Hermitian perturbation dH = dA + i dB, d lambda_n = Re(v_n^H dA v_n) - Im(v_n^H dB v_n), so
+    dL/dA = Re(sum_n g_n conj(v_n) v_n^T) and dL/dB = -Im(sum_n g_n conj(v_n) v_n^T)."""
+    v_re, v_im, s_re, s_im = res
+    gv_re, gv_im = v_re * g[..., None, :], v_im * g[..., None, :]  # columns v_n scaled by g_n
+    # P = sum_n g_n conj(v_n) v_n^T = conj(V) diag(g) V^T, entry (i, j) = sum_n g_n conj(V_in) V_jn.
+    p_re = gv_re @ jnp.swapaxes(v_re, -1, -2) + gv_im @ jnp.swapaxes(v_im, -1, -2)
+    p_im = gv_re @ jnp.swapaxes(v_im, -1, -2) - gv_im @ jnp.swapaxes(v_re, -1, -2)
+    return p_re, -p_im, jnp.zeros_like(s_re), jnp.zeros_like(s_im)
+
+
+generalized_levels.defvjp(_levels_fwd, _levels_bwd)
 
 
 def eigen_errors(h_pred, batch, layout: BlockLayout, spec: EigenSpec):
@@ -81,20 +137,12 @@ def eigen_errors(h_pred, batch, layout: BlockLayout, spec: EigenSpec):
     sse = sae = count = 0.0
     for k in EIGEN_KPOINTS:
         def bloch(blocks, pad):
-            return graph_bloch_matrices(blocks, batch, real_orbitals, spec.max_atoms, k, pad)
+            return graph_bloch_matrices(blocks, batch, real_orbitals, spec.max_atoms, k, pad)[0]
 
-        s, real, fits = bloch(batch.s_blocks, 1.0)
-        h_dft, _, _ = bloch(batch.h_blocks, PAD_LEVEL)
-        h, _, _ = bloch(h_pred, PAD_LEVEL)
-        chol = jnp.linalg.cholesky(s)
-
-        def levels(m):
-            x = jax.scipy.linalg.solve_triangular(chol, m, lower=True)
-            x = jax.scipy.linalg.solve_triangular(chol, jnp.conj(jnp.swapaxes(x, -1, -2)), lower=True)
-            return jnp.linalg.eigvalsh(0.5 * (x + jnp.conj(jnp.swapaxes(x, -1, -2))))
-
-        e_dft = jax.lax.stop_gradient(levels(h_dft))
-        e = levels(h)
+        s = jax.lax.stop_gradient(bloch(batch.s_blocks, 1.0))
+        _, _, fits = graph_bloch_matrices(batch.s_blocks, batch, real_orbitals, spec.max_atoms, k, 1.0)
+        e_dft = jax.lax.stop_gradient(generalized_levels(*bloch(batch.h_blocks, PAD_LEVEL), *s))
+        e = generalized_levels(*bloch(h_pred, PAD_LEVEL), *s)
         w = ((e_dft >= lo) & (e_dft <= hi) & fits[:, None]).astype(e.dtype)
         d = (e - e_dft) * w
         sse = sse + jnp.sum(d * d)
@@ -103,4 +151,4 @@ def eigen_errors(h_pred, batch, layout: BlockLayout, spec: EigenSpec):
     return {"sse_eig": sse, "sae_eig": sae, "count_eig": count}
 
 
-__all__ = ["EIGEN_KPOINTS", "EigenSpec", "eigen_errors", "graph_bloch_matrices"]
+__all__ = ["EIGEN_KPOINTS", "EigenSpec", "eigen_errors", "generalized_levels", "graph_bloch_matrices"]

@@ -1,5 +1,6 @@
 """The eigenvalue loss builds each graph's Bloch pencil right (its eigenvalues equal those of the DFT folder's
-H(k), S(k) by dense scipy), measures a known shift exactly, skips graphs above its size, and has finite gradients."""
+H(k), S(k) by dense scipy), measures a known shift exactly, skips graphs above its size; its eigenvalue derivative
+matches finite differences, and a training step with it runs (twice: XLA's own eigensolvers once hung there)."""
 
 from pathlib import Path
 
@@ -51,9 +52,11 @@ def test_levels_equal_the_folders_bands_and_a_shift_is_measured_exactly(batch_an
                 k_frac = d.structure.cell @ k / (2 * np.pi)
                 e = scipy.linalg.eigh(d.hamiltonian_k(k_frac), d.overlap_k(k_frac), eigvals_only=True)
                 expected += int(np.sum((e >= window[0]) & (e <= window[1])))
-                h, orbitals, _ = graph_bloch_matrices(b.h_blocks, b, real, 18, k, PAD_LEVEL)
-                s, _, _ = graph_bloch_matrices(b.s_blocks, b, real, 18, k, 1.0)
-                ours = scipy.linalg.eigh(np.asarray(h[d_index]), np.asarray(s[d_index]), eigvals_only=True)
+                (h_re, h_im), orbitals, _ = graph_bloch_matrices(b.h_blocks, b, real, 18, k, PAD_LEVEL)
+                (s_re, s_im), _, _ = graph_bloch_matrices(b.s_blocks, b, real, 18, k, 1.0)
+                h = np.asarray(h_re[d_index]) + 1j * np.asarray(h_im[d_index])
+                ours = scipy.linalg.eigh(h, np.asarray(s_re[d_index]) + 1j * np.asarray(s_im[d_index]),
+                                         eigvals_only=True)
                 assert int(orbitals[d_index].sum()) == len(e)
                 np.testing.assert_allclose(ours[: len(e)], e, atol=1e-8)  # the padded levels lie above
         assert int(exact["count_eig"]) == expected > 0
@@ -79,3 +82,55 @@ def test_gradient_is_finite(batch_and_data):
 
     value, grad = jax.value_and_grad(loss)(1.0)
     assert np.isfinite(float(grad)) and float(grad) > 0 and float(value) > 0
+
+
+def test_eigenvalue_derivative_matches_finite_differences():
+    from deeph_jax.train.eigen_loss import generalized_levels
+
+    rng = np.random.default_rng(4)
+    n = 12
+    x = rng.normal(size=(2, n, n)) + 1j * rng.normal(size=(2, n, n))
+    h = x + np.conj(np.swapaxes(x, 1, 2))
+    y = rng.normal(size=(2, n, n)) + 1j * rng.normal(size=(2, n, n))
+    s = y @ np.conj(np.swapaxes(y, 1, 2)) + n * np.eye(n)
+    dx = rng.normal(size=(2, n, n)) + 1j * rng.normal(size=(2, n, n))
+    dh = dx + np.conj(np.swapaxes(dx, 1, 2))
+    weights = rng.normal(size=(2, n))
+    with jax.enable_x64(True):
+        def loss(t):
+            m = h + t * dh
+            return jnp.sum(jnp.asarray(weights) * generalized_levels(jnp.asarray(m.real), jnp.asarray(m.imag),
+                                                                     jnp.asarray(s.real), jnp.asarray(s.imag)))
+
+        grad = float(jax.grad(loss)(0.0))
+        eps = 1e-6
+        numeric = (float(loss(eps)) - float(loss(-eps))) / (2 * eps)
+        exact = sum(np.sum(weights[g] * scipy.linalg.eigh(h[g], s[g], eigvals_only=True)) for g in range(2))
+        assert abs(float(loss(0.0)) - exact) < 1e-9
+    assert abs(grad - numeric) < 1e-6 * max(1.0, abs(numeric))
+
+
+def test_training_steps_with_the_eigenvalue_loss_run():
+    from conftest import TINY_MODEL
+    from deeph_jax.model import HamiltonianNet
+    from deeph_jax.model.config import ModelConfig
+    from deeph_jax.train.config import TrainConfig
+    from deeph_jax.train.data import load_sample, shard_batches, stack_batches
+    from deeph_jax.train.step import init_state, make_optimizer, make_train_step, to_device_batch
+
+    basis = read_deeph_dir(CELLS[0], hamiltonian=None, overlap=False).basis
+    config = ModelConfig.from_dict({**TINY_MODEL, "cutoff": 6.0})
+    samples = [load_sample(c, basis, 6.0, 4) for c in CELLS]
+    stacked = stack_batches(shard_batches(samples, 1, model_elements(basis), np.float32))
+    tc = TrainConfig.coerce({"eigen_weight": 1.0, "eigen_window_eV": [-7.0, 1.5], "eigen_max_atoms": 18,
+                             "steps": 10, "warmup_steps": 1})
+    model, layout, tx = HamiltonianNet(config, basis), build_layout(basis), make_optimizer(tc)
+    state = init_state(model, tx, jax.random.PRNGKey(0), jax.tree_util.tree_map(lambda x: x[0], stacked))
+    step = make_train_step(model, layout, tx, tc)
+    batch = to_device_batch(stacked)
+    losses = []
+    for _ in range(3):
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+        assert np.isfinite(float(metrics["mae_eig"])) and float(metrics["mae_eig"]) > 0
+    assert losses[-1] < losses[0]
