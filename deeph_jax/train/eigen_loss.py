@@ -9,8 +9,8 @@ generalized eigenvalues of (H(k), S(k)) at a few generic k-points for each struc
 the atomic-position gauge: a unitary change of basis from the lattice gauge, so the same eigenvalues, and it
 needs neither cells nor lattice vectors (molecules: the phases cancel, k plays no role). Each graph's matrices
 are built densely at ``max_atoms`` atoms (graphs with more are skipped), with padded orbitals set to a level
-far above the window; the generalized eigenvalues with the DFT S(k) (on the host: :func:`generalized_levels`),
-only those whose DFT value lies in ``window`` (eV, absolute), are matched in order. DeePTB and HamGNN train on bands the
+far above the window. The generalized eigenvalues with the DFT S(k) (on the host: :func:`generalized_levels`)
+whose DFT value lies in ``window`` (eV, absolute) are matched in order. DeePTB and HamGNN train on bands the
 same way; here it is a fine-tuning term next to the block losses.
 """
 
@@ -95,7 +95,7 @@ def generalized_levels(h_re, h_im, s_re, s_im):
     """Eigenvalues (..., D), ascending, of the Hermitian pencil (H, S), H = h_re + i h_im, S = s_re + i s_im
     (..., D, D). Differentiable in H only (S is data): d lambda_n = v_n^H dH v_n.
 
-    The eigensolver runs on the host (scipy, via ``jax.pure_callback``): XLA's CPU runtime (jax 0.10) deadlocked
+    The eigensolver runs on the host (scipy, via ``jax.pure_callback``): XLA's CPU runtime (jaxlib 0.10) deadlocked
     on training steps that held its own Cholesky, triangular solves and eigh next to the network, at random
     steps, with every thread waiting."""
     return _levels_and_vectors(h_re, h_im, s_re, s_im)[0]
@@ -137,12 +137,12 @@ def eigen_errors(h_pred, batch, layout: BlockLayout, spec: EigenSpec):
     sse = sae = count = 0.0
     for k in EIGEN_KPOINTS:
         def bloch(blocks, pad):
-            return graph_bloch_matrices(blocks, batch, real_orbitals, spec.max_atoms, k, pad)[0]
+            return graph_bloch_matrices(blocks, batch, real_orbitals, spec.max_atoms, k, pad)
 
-        s = jax.lax.stop_gradient(bloch(batch.s_blocks, 1.0))
-        _, _, fits = graph_bloch_matrices(batch.s_blocks, batch, real_orbitals, spec.max_atoms, k, 1.0)
-        e_dft = jax.lax.stop_gradient(generalized_levels(*bloch(batch.h_blocks, PAD_LEVEL), *s))
-        e = generalized_levels(*bloch(h_pred, PAD_LEVEL), *s)
+        s, _, fits = bloch(batch.s_blocks, 1.0)
+        s = jax.lax.stop_gradient(s)
+        e_dft = jax.lax.stop_gradient(generalized_levels(*bloch(batch.h_blocks, PAD_LEVEL)[0], *s))
+        e = generalized_levels(*bloch(h_pred, PAD_LEVEL)[0], *s)
         w = ((e_dft >= lo) & (e_dft <= hi) & fits[:, None]).astype(e.dtype)
         d = (e - e_dft) * w
         sse = sse + jnp.sum(d * d)
