@@ -94,6 +94,14 @@ class ChargeNet(nn.Module):
         return nn.Dense(1, kernel_init=nn.initializers.zeros, name="out")(x)[:, 0]
 
 
+def charge_net_for(config, n_elements: int, name: str | None = None) -> ChargeNet:
+    """The :class:`ChargeNet` of a :class:`~deeph_jax.model.config.ModelConfig` with ``long_range_charges``: its
+    cutoff is the message cutoff (the whole cutoff without one). One definition for the network and for the
+    prediction's first pass over the whole structure."""
+    return ChargeNet(n_elements, config.message_cutoff or config.cutoff, config.num_radial, config.radial_hidden,
+                     name=name)
+
+
 class LongRangeShift(nn.Module):
     """Adds the electrostatic shift to predicted H blocks (E, W, W); see the module docstring."""
 

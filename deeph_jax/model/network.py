@@ -28,7 +28,7 @@ from deeph_jax.io.basis import OrbitalBasis
 from deeph_jax.model.config import ModelConfig
 from deeph_jax.model.irreps_blocks import BlockLayout, build_layout, irreps_to_blocks, pair_kind
 from deeph_jax.model.layers import Interaction
-from deeph_jax.model.long_range import ChargeNet, LongRangeShift, neighbour_weights, neutral_per_graph
+from deeph_jax.model.long_range import LongRangeShift, charge_net_for, neighbour_weights, neutral_per_graph
 from deeph_jax.model.radial import edge_geometry
 from deeph_jax.model.spin_blocks import (build_vector_layout, collinear_blocks, irreps_to_vector_blocks,
                                          soc_blocks)
@@ -255,9 +255,8 @@ class HamiltonianNet(nn.Module):
                              "(attach them with deeph_jax.graph.attach_long_range)")
         charge_phi = None
         if cfg.long_range_charges:
-            charge_cutoff = cfg.message_cutoff or cfg.cutoff
-            charge_net = ChargeNet(S, charge_cutoff, cfg.num_radial, cfg.radial_hidden, name="charge_net")
-            weights = neighbour_weights(geo.lengths, geo.is_self, edge_mask, charge_cutoff)
+            charge_net = charge_net_for(cfg, S, name="charge_net")
+            weights = neighbour_weights(geo.lengths, geo.is_self, edge_mask, charge_net.cutoff)
             charge_phi = charge_potentials(batch, charge_net(species, geo.lengths, senders, receivers, weights))
 
         # Submodules are made once and called once per spin channel (collinear: twice, shared parameters).

@@ -22,10 +22,10 @@ def environment_charges(graph: PairGraph, predictor) -> np.ndarray:
     import jax
     import jax.numpy as jnp
 
-    from deeph_jax.model.long_range import ChargeNet, neighbour_weights
+    from deeph_jax.model.long_range import charge_net_for, neighbour_weights
 
-    cfg = predictor.config
-    cutoff = cfg.message_cutoff or cfg.cutoff
+    net = charge_net_for(predictor.config, len(predictor.elements))
+    cutoff = net.cutoff
     lengths = graph.lengths
     near = (lengths > 0) & (lengths < cutoff)  # self edges have length 0
     index = {e: k for k, e in enumerate(predictor.elements)}
@@ -33,7 +33,6 @@ def environment_charges(graph: PairGraph, predictor) -> np.ndarray:
     length = jnp.asarray(lengths[near])
     ones = jnp.ones(length.shape, bool)
     weights = neighbour_weights(length, ~ones, ones, cutoff)
-    net = ChargeNet(len(predictor.elements), cutoff, cfg.num_radial, cfg.radial_hidden)
     dq = jax.jit(net.apply)({"params": predictor.params["params"]["charge_net"]}, species, length,
                             jnp.asarray(graph.senders[near]), jnp.asarray(graph.receivers[near]), weights)
     dq = np.asarray(dq, np.float64)
