@@ -13,9 +13,10 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 G="python3 -m deeph_jax.dft.commands generate crystal --threads 1 --no-progress"
 B="--name bilayer-graphene --rattle 0 --rattle-max 0.15 --strain 0.02 --pristine 1"
 D=datasets/bilayer-graphene-szv
+# The 28-atom test cell first (~30 min): the earliest bilayer models are checked on it (never tuned on it).
+$G --name twisted-bilayer --twist-m 1 --n 1 --seed 1000 --out $D/test-twist-m1
 $G $B --supercell 2,2,1 --n 40 --seed 0 --out $D/train-2x2
 $G $B --supercell 3,3,1 --n 20 --seed 1 --out $D/train-3x3
-$G --name twisted-bilayer --twist-m 1 --n 1 --seed 1000 --out $D/test-twist-m1
 # The mesh rule gives the 76-atom cell (10.7 A) a single SCF k-point; 2x2 keeps its k density at least the
 # training cells' (a 2x2 bilayer's 3x3 mesh is 6x6 per primitive cell; 2x2 here is 8.7x8.7).
 $G --name twisted-bilayer --twist-m 2 --n 1 --seed 1001 --kmesh 2,2,1 --out $D/test-twist-m2
