@@ -10,8 +10,9 @@ Two parts:
   the bands within 1 eV of DFT's E_F along the cell's path, absolute and after removing the mean offset, and the
   Dirac-point energy at the moire K point (the mean of bands n_occ - 1 and n_occ there), predicted vs DFT.
 * the commensurate (m, m + 1) cells of ``--m`` (m = 16: 2.00 degrees, 3,268 atoms; m = 39: 0.85 degrees,
-  18,724 atoms), each in its own process (peak memory per angle), its result kept in ``--work``/m<m>.json so
-  that a killed run resumes at the next angle. Per angle: predict H (chunked, exact S), find the Dirac point at
+  18,724 atoms), the prediction and the bands of each in their own processes (so that each peak memory is its
+  own and JAX's is gone before the factorizations), their results kept in ``--work``/m<m>-{predict,bands}.json so
+  that a killed run resumes at the next stage. Per angle: predict H (chunked, exact S), find the Dirac point at
   K (a shift-invert window indexed by Sylvester inertia, :mod:`deeph_jax.physics.band_index`), solve the 12
   bands nearest it along K - Gamma - M - K (sparse shift-invert, states tracked from k to k), and keep the
   four flat bands: the two highest below the Dirac energy and the two lowest above it at each k. That
@@ -58,24 +59,31 @@ def dirac_energy(h, s, n_occ: int, guess: float) -> tuple[float, np.ndarray]:
     return 0.5 * float(flat[1] + flat[2]), flat
 
 
-def one_angle(m: int, model: Path, work: Path, guess: float, n_points: int) -> dict:
-    """Predict the (m, m + 1) cell, then its four flat bands along the moire path (one process per angle)."""
-    from deeph_jax.builders.twisted_bilayer import moire_kpath, twist_angle, twisted_bilayer
-    from deeph_jax.io import HAMILTONIAN_PRED, read_deeph_dir
-    from deeph_jax.physics.band_index import bands_straddling, states_below
-    from deeph_jax.physics.bands import bands_at, bloch_pencil
+def predict_angle(m: int, model: Path, work: Path, chunk_atoms: int) -> dict:
+    """Predict the (m, m + 1) cell into ``work``/m<m> (its own process: JAX's memory goes with it)."""
+    from deeph_jax.builders.twisted_bilayer import twist_angle, twisted_bilayer
     from deeph_jax.predict.infer import load_predictor
     from deeph_jax.predict.run import predict_to_folder
 
     structure = twisted_bilayer(m)
-    folder = work / f"m{m}"
     t0 = time.perf_counter()
-    predictor = load_predictor(model)
-    stats = predict_to_folder(structure, predictor, folder, progress=False)
-    t_predict = time.perf_counter() - t0
-    data = read_deeph_dir(folder, hamiltonian=HAMILTONIAN_PRED)
+    stats = predict_to_folder(structure, load_predictor(model), work / f"m{m}", chunk_atoms=chunk_atoms,
+                              progress=False)
+    return {"m": m, "angle_deg": twist_angle(m), "atoms": structure.n_atoms, "predict_s": time.perf_counter() - t0,
+            "predict_graph_s": stats.graph_s, "chunk_atoms": chunk_atoms,
+            "predict_peak_rss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def angle_bands(m: int, work: Path, guess: float, n_points: int) -> dict:
+    """The four flat bands of the predicted (m, m + 1) cell along the moire path (its own process)."""
+    from deeph_jax.builders.twisted_bilayer import moire_kpath
+    from deeph_jax.io import HAMILTONIAN_PRED, read_deeph_dir
+    from deeph_jax.physics.band_index import bands_straddling, states_below
+    from deeph_jax.physics.bands import bands_at, bloch_pencil
+
+    data = read_deeph_dir(work / f"m{m}", hamiltonian=HAMILTONIAN_PRED)
     n_occ = int(round(data.occupation)) // 2
-    kpoints, ticks = moire_kpath(structure, n_points)
+    kpoints, ticks = moire_kpath(data.structure, n_points)
     t1 = time.perf_counter()
     e_dirac, flat_k = dirac_energy(*bloch_pencil(data, kpoints[0]), n_occ, guess)
     t2 = time.perf_counter()
@@ -88,10 +96,8 @@ def one_angle(m: int, model: Path, work: Path, guess: float, n_points: int) -> d
     above = np.where(energies > flat[:, 3:], energies, np.inf).min(axis=1)
     below = np.where(energies < flat[:, :1], energies, -np.inf).max(axis=1)
     return {
-        "m": m, "angle_deg": twist_angle(m), "atoms": structure.n_atoms, "orbitals": int(data.atom_offsets[-1]),
-        "n_occ": n_occ, "predict_s": t_predict, "predict_graph_s": stats.graph_s, "dirac_search_s": t2 - t1,
-        "path_bands_s": t3 - t2, "n_kpoints": len(kpoints), "peak_rss_GiB": resource.getrusage(
-            resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "orbitals": int(data.atom_offsets[-1]), "n_occ": n_occ, "dirac_search_s": t2 - t1, "path_bands_s": t3 - t2,
+        "n_kpoints": len(kpoints), "bands_peak_rss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "dirac_energy_eV": e_dirac, "flat_at_K_eV": flat_k.tolist(),
         "dirac_splitting_at_K_meV": 1e3 * float(flat_k[2] - flat_k[1]),
         "flat_width_meV": 1e3 * float(flat.max() - flat.min()),
@@ -196,7 +202,8 @@ def table(rows: list[dict]) -> str:
              f"{'width meV':>9} {'middle':>7} {'remote gap':>10} pockets"]
     for r in sorted(rows, key=lambda r: -r["angle_deg"]):
         lines.append(f"{r['m']:>3} {r['angle_deg']:6.3f} {r['atoms']:>6} {r['predict_s']:9.1f} "
-                     f"{r['dirac_search_s'] + r['path_bands_s']:8.1f} {r['peak_rss_GiB']:7.2f} "
+                     f"{r['dirac_search_s'] + r['path_bands_s']:8.1f} "
+                     f"{max(r['predict_peak_rss_GiB'], r['bands_peak_rss_GiB']):7.2f} "
                      f"{r['dirac_energy_eV']:9.4f} {r['flat_width_meV']:9.2f} {r['inner_width_meV']:7.2f} "
                      f"{r['remote_gap_meV']:10.2f} {'none' if r['no_pockets'] else r['states_below_dirac']}")
     return "\n".join(lines)
@@ -211,15 +218,20 @@ def main() -> int:
     p.add_argument("--json", default=str(REPO / "bench" / "results" / "twisted_bilayer.json"))
     p.add_argument("--kpoints", type=int, default=60, help="k-points along K - Gamma - M - K")
     p.add_argument("--one-angle", type=int, help=argparse.SUPPRESS)  # the per-angle child process
+    p.add_argument("--stage", choices=("predict", "bands"), help=argparse.SUPPRESS)
     p.add_argument("--guess", type=float, help=argparse.SUPPRESS)
+    p.add_argument("--chunk-atoms", type=int, default=1000,
+                   help="atoms per prediction chunk (the prediction's peak memory grows with it)")
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
 
     def run() -> int:
-        if args.one_angle is not None:
-            row = one_angle(args.one_angle, Path(args.model), work, args.guess, args.kpoints)
-            write_text_atomic(work / f"m{args.one_angle}.json", json.dumps(row) + "\n")
+        if args.one_angle is not None:  # a child: one stage of one angle
+            m, stage = args.one_angle, args.stage
+            row = (predict_angle(m, Path(args.model), work, args.chunk_atoms) if stage == "predict"
+                   else angle_bands(m, work, args.guess, args.kpoints))
+            write_text_atomic(work / f"m{m}-{stage}.json", json.dumps(row) + "\n")
             return 0
         from deeph_jax.predict.infer import load_predictor
 
@@ -235,17 +247,23 @@ def main() -> int:
                   f"({row['dirac_error_meV']:+.1f} meV)", flush=True)
         guess = guess_from_small_cell(predictor, work) if args.m else None
         for m in args.m:
-            done = work / f"m{m}.json"
-            if not done.is_file():
+            for stage in ("predict", "bands"):
+                if (work / f"m{m}-{stage}.json").is_file():
+                    continue
                 t0 = time.perf_counter()
                 cmd = [sys.executable, __file__, "--model", args.model, "--work", str(work), "--one-angle", str(m),
-                       "--guess", repr(guess), "--kpoints", str(args.kpoints)]
+                       "--stage", stage, "--guess", repr(guess), "--kpoints", str(args.kpoints),
+                       "--chunk-atoms", str(args.chunk_atoms)]
                 rc = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
                 if rc != 0:
-                    print(f"m = {m}: the angle's process failed (exit {rc}); stopping here", file=sys.stderr)
+                    print(f"m = {m}, {stage}: the process failed (exit {rc}); stopping here", file=sys.stderr)
                     break
-                print(f"m = {m} done in {time.perf_counter() - t0:.0f} s", flush=True)
-            results["angles"].append(json.loads(done.read_text()))
+                print(f"m = {m}: {stage} done in {time.perf_counter() - t0:.0f} s", flush=True)
+            else:
+                results["angles"].append({**json.loads((work / f"m{m}-predict.json").read_text()),
+                                          **json.loads((work / f"m{m}-bands.json").read_text())})
+                continue
+            break
         rows = results["angles"]
         if rows:
             print(table(rows))
