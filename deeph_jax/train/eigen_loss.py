@@ -44,8 +44,10 @@ def graph_bloch_matrices(blocks, batch, real_orbitals, max_atoms: int, k, pad: f
     """Dense Bloch matrices of each graph at Cartesian ``k`` (3,) 1/A, D = max_atoms * W, as their real and
     imaginary parts: (G, D, D) each (real arithmetic only; see :func:`generalized_levels`).
 
-    ``blocks`` (E, W, W) padded edge blocks; ``real_orbitals`` (n_species, W) bool. Padded orbitals get ``pad``
-    on the diagonal. Returns (re, im), (G, D) bool real orbitals, and (G,) bool graphs that fit in ``max_atoms``."""
+    ``blocks`` (E, W, W) padded edge blocks, real, or complex spinful ones (E, 2W', 2W'), W = 2W' (each atom's
+    up orbitals, then its down ones: a reordering of the basis, so the same levels); ``real_orbitals``
+    (n_species, W) bool. Padded orbitals get ``pad`` on the diagonal. Returns (re, im), (G, D) bool real
+    orbitals, and (G,) bool graphs that fit in ``max_atoms``."""
     n_graphs, width = batch.graph_mask.shape[0], blocks.shape[-1]
     n_nodes = batch.species.shape[0]
     node_index = jnp.arange(n_nodes)
@@ -58,15 +60,17 @@ def graph_bloch_matrices(blocks, batch, real_orbitals, max_atoms: int, k, pad: f
     keep = batch.edge_mask & fits[g] & (i < max_atoms) & (j < max_atoms)
     angle = batch.vectors @ jnp.asarray(k, batch.vectors.dtype)
     blocks = jnp.where(keep[:, None, None], blocks, 0.0)
+    b_re, b_im = (blocks.real, blocks.imag) if jnp.iscomplexobj(blocks) else (blocks, jnp.zeros_like(blocks))
     a = jnp.arange(width)
     shape = blocks.shape
     rows = jnp.broadcast_to(jnp.clip(i, 0, max_atoms - 1)[:, None, None] * width + a[None, :, None], shape)
     cols = jnp.broadcast_to(jnp.clip(j, 0, max_atoms - 1)[:, None, None] * width + a[None, None, :], shape)
     graph = jnp.broadcast_to(g[:, None, None], shape)
     dim = max_atoms * width
-    zeros = jnp.zeros((n_graphs, dim, dim), blocks.dtype)
-    re = zeros.at[graph, rows, cols].add(jnp.cos(angle)[:, None, None] * blocks)
-    im = zeros.at[graph, rows, cols].add(jnp.sin(angle)[:, None, None] * blocks)
+    zeros = jnp.zeros((n_graphs, dim, dim), b_re.dtype)
+    cos, sin = jnp.cos(angle)[:, None, None], jnp.sin(angle)[:, None, None]
+    re = zeros.at[graph, rows, cols].add(cos * b_re - sin * b_im)
+    im = zeros.at[graph, rows, cols].add(sin * b_re + cos * b_im)
     # Orbitals that exist: atom slot < the graph's atom count and the orbital within its element's.
     slot = first[:, None] + jnp.arange(max_atoms)[None, :]  # (G, max_atoms) node index of each slot
     inside = (jnp.arange(max_atoms)[None, :] < count[:, None]) & fits[:, None]  # graphs too large: all padding
@@ -127,19 +131,33 @@ def _levels_bwd(res, g):
 generalized_levels.defvjp(_levels_fwd, _levels_bwd)
 
 
+def spin_doubled(s_blocks):
+    """(E, 2W, 2W) blocks diag(S, S) of spinless (E, W, W) overlap blocks: the overlap of a spinful basis."""
+    zero = jnp.zeros_like(s_blocks)
+    return jnp.concatenate([jnp.concatenate([s_blocks, zero], axis=2), jnp.concatenate([zero, s_blocks], axis=2)],
+                           axis=1)
+
+
 def eigen_errors(h_pred, batch, layout: BlockLayout, spec: EigenSpec):
     """Sums of squared and absolute errors (eV^2, eV) and the count of the windowed eigenvalues of the
-    predicted H against the DFT H (``batch.h_blocks``), both with the DFT S (``batch.s_blocks``)."""
+    predicted H against the DFT H (``batch.h_blocks``), both with the DFT S (``batch.s_blocks``).
+
+    Spinful H (complex (E, 2W, 2W), spin-orbit or collinear): the levels of the whole spinful H, every Kramers
+    pair or spin channel included, with S doubled over spin."""
     n_species = len(layout.elements)
     onsite_kinds = n_species * n_species + np.arange(n_species)
     real_orbitals = jnp.asarray(np.diagonal(layout.entry_mask[onsite_kinds], axis1=1, axis2=2))
+    s_blocks = batch.s_blocks
+    if jnp.iscomplexobj(batch.h_blocks):
+        real_orbitals = jnp.concatenate([real_orbitals, real_orbitals], axis=1)
+        s_blocks = spin_doubled(s_blocks)
     lo, hi = spec.window
     sse = sae = count = 0.0
     for k in EIGEN_KPOINTS:
         def bloch(blocks, pad):
             return graph_bloch_matrices(blocks, batch, real_orbitals, spec.max_atoms, k, pad)
 
-        s, _, fits = bloch(batch.s_blocks, 1.0)
+        s, _, fits = bloch(s_blocks, 1.0)
         s = jax.lax.stop_gradient(s)
         e_dft = jax.lax.stop_gradient(generalized_levels(*bloch(batch.h_blocks, PAD_LEVEL)[0], *s))
         e = generalized_levels(*bloch(h_pred, PAD_LEVEL)[0], *s)

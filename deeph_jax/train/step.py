@@ -92,8 +92,6 @@ def block_errors(model, layout: BlockLayout, params, batch, eigen: EigenSpec | N
     abs_h = jnp.abs(dh)
     extra = {}
     if eigen is not None:
-        if spin != "none":
-            raise ValueError("the eigenvalue loss covers spinless models only")
         blocks = jnp.where(batch.block_mask[:, None, None], h, 0.0)
         extra = eigen_errors(blocks, batch, layout, eigen)
     return extra | {

@@ -134,3 +134,29 @@ def test_training_steps_with_the_eigenvalue_loss_run():
         losses.append(float(metrics["loss"]))
         assert np.isfinite(float(metrics["mae_eig"])) and float(metrics["mae_eig"]) > 0
     assert losses[-1] < losses[0]
+
+
+def test_spinful_levels_equal_the_folders_and_a_shift_is_measured_exactly():
+    """Spin-orbit H (CH2BrCl, X2C): the levels of the complex spinful pencil, S doubled over spin, are the
+    folder's dense ones, every Kramers pair twice."""
+    from deeph_jax.train.eigen_loss import spin_doubled
+
+    folder = next(p for p in sorted((REPO / "datasets/halides-soc-ood").iterdir()) if (p / "POSCAR").is_file())
+    d = read_deeph_dir(folder)
+    assert d.spinful
+    layout = build_layout(d.basis)
+    g = build_graph(d.structure, 6.0)
+    h, present = padded_edge_blocks(g, d.hamiltonian, d.basis, layout.width, spinful=True)
+    s, _ = padded_edge_blocks(g, d.overlap, d.basis, layout.width)
+    batch = batch_graphs([g], model_elements(d.basis), [GraphTargets(h, s, present)], dtype=np.float64)
+    window = (-30.0, 0.0)
+    e = scipy.linalg.eigh(d.hamiltonian_k([0, 0, 0]), d.overlap_k([0, 0, 0]), eigvals_only=True)  # S doubled
+    with jax.enable_x64(True):
+        b = jax.tree_util.tree_map(jnp.asarray, batch)
+        exact = eigen_errors(b.h_blocks, b, layout, EigenSpec(8, window))
+        assert float(exact["sae_eig"]) < 1e-9
+        inside = int(np.sum((e >= window[0]) & (e <= window[1])))
+        assert inside > 0 and inside % 2 == 0
+        assert int(exact["count_eig"]) == len(EIGEN_KPOINTS) * inside
+        shifted = eigen_errors(b.h_blocks + 0.01 * spin_doubled(b.s_blocks), b, layout, EigenSpec(8, window))
+        np.testing.assert_allclose(float(shifted["sae_eig"]) / float(shifted["count_eig"]), 0.01, rtol=1e-6)
