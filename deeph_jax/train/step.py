@@ -92,7 +92,7 @@ def block_errors(model, layout: BlockLayout, params, batch, eigen: EigenSpec | N
     abs_h = jnp.abs(dh)
     extra = {}
     if eigen is not None:
-        blocks = jnp.where(batch.block_mask[:, None, None], h, 0.0)
+        blocks = h * mh  # only the entries the basis has: padding would couple to the real orbitals
         extra = eigen_errors(blocks, batch, layout, eigen)
     return extra | {
         "sse_h": jnp.sum(sq_h), "sse_s": jnp.sum(ds * ds),
