@@ -98,7 +98,9 @@ class TrainConfig:
         eigen_weight: weight of the eigenvalue loss (:mod:`deeph_jax.train.eigen_loss`; eV^2): the generalized
             eigenvalues of predicted H and DFT H with the DFT S at two generic k-points, those whose DFT value
             lies in ``eigen_window_eV`` (absolute, [low, high]; required with a weight), for structures of up to
-            ``eigen_max_atoms`` atoms. 0 (default) leaves it out. Spinless models only.
+            ``eigen_max_atoms`` atoms. 0 (default) leaves it out. Spinful H: the levels of the whole spinful
+            pencil. ``eigen_kpoints``: how many of the k-points (1 for molecules: without periodic images every
+            k gives the same levels, and the second would double the cost for nothing).
         precision: float32 or float64 (all of training).
         eval_every, checkpoint_every, log_every: steps between validations, checkpoints, metric rows.
         keep_checkpoints: the last k checkpoints kept (the best one is kept apart).
@@ -123,6 +125,7 @@ class TrainConfig:
     eigen_weight: float = _key(0.0, NON_NEGATIVE)
     eigen_window_eV: list | None = _key(None, Optional(EnergyWindow()))
     eigen_max_atoms: int = _key(32, Integer(1))
+    eigen_kpoints: int = _key(2, Integer(1, 2))
     precision: str = _key("float32", Choice(("float32", "float64")))
     eval_every: int = _key(100, Integer(1))
     checkpoint_every: int = _key(100, Integer(1))

@@ -34,10 +34,11 @@ PAD_LEVEL = 1.0e3
 
 class EigenSpec(NamedTuple):
     """What the eigenvalue loss compares: graphs of up to ``max_atoms`` atoms, DFT eigenvalues in ``window``
-    (eV, absolute), at :data:`EIGEN_KPOINTS`."""
+    (eV, absolute), at the first ``n_kpoints`` of :data:`EIGEN_KPOINTS`."""
 
     max_atoms: int
     window: tuple[float, float]
+    n_kpoints: int = len(EIGEN_KPOINTS)
 
 
 def graph_bloch_matrices(blocks, batch, real_orbitals, max_atoms: int, k, pad: float):
@@ -153,7 +154,7 @@ def eigen_errors(h_pred, batch, layout: BlockLayout, spec: EigenSpec):
         s_blocks = spin_doubled(s_blocks)
     lo, hi = spec.window
     sse = sae = count = 0.0
-    for k in EIGEN_KPOINTS:
+    for k in EIGEN_KPOINTS[:spec.n_kpoints]:
         def bloch(blocks, pad):
             return graph_bloch_matrices(blocks, batch, real_orbitals, spec.max_atoms, k, pad)
 

@@ -64,17 +64,19 @@ class Number:
 
 @dataclass(frozen=True)
 class Integer:
-    """An integer >= ``low`` (an integral float such as 1e4 is accepted and made an int)."""
+    """An integer >= ``low`` (and <= ``high`` when given; an integral float such as 1e4 is accepted and made
+    an int)."""
 
     low: int = 0
+    high: int | None = None
 
     @property
     def allowed(self) -> str:
-        return f"an integer >= {self.low}"
+        return f"an integer >= {self.low}" + ("" if self.high is None else f" and <= {self.high}")
 
     def __call__(self, value) -> int:
         x = _as_number(value)
-        if x != int(x) or x < self.low:
+        if x != int(x) or x < self.low or (self.high is not None and x > self.high):
             raise NotAllowed
         return int(x)
 

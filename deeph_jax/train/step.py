@@ -64,7 +64,7 @@ def onsite_edges(batch):
 
 def eigen_spec(tc: TrainConfig) -> EigenSpec | None:
     """The eigenvalue loss of ``tc``, or None when its weight is 0."""
-    return EigenSpec(tc.eigen_max_atoms, tuple(tc.eigen_window_eV)) if tc.eigen_weight else None
+    return EigenSpec(tc.eigen_max_atoms, tuple(tc.eigen_window_eV), tc.eigen_kpoints) if tc.eigen_weight else None
 
 
 def block_errors(model, layout: BlockLayout, params, batch, eigen: EigenSpec | None = None):

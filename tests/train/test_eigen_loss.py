@@ -158,5 +158,6 @@ def test_spinful_levels_equal_the_folders_and_a_shift_is_measured_exactly():
         inside = int(np.sum((e >= window[0]) & (e <= window[1])))
         assert inside > 0 and inside % 2 == 0
         assert int(exact["count_eig"]) == len(EIGEN_KPOINTS) * inside
+        assert int(eigen_errors(b.h_blocks, b, layout, EigenSpec(8, window, n_kpoints=1))["count_eig"]) == inside
         shifted = eigen_errors(b.h_blocks + 0.01 * spin_doubled(b.s_blocks), b, layout, EigenSpec(8, window))
         np.testing.assert_allclose(float(shifted["sae_eig"]) / float(shifted["count_eig"]), 0.01, rtol=1e-6)
