@@ -150,7 +150,7 @@ def test_shipped_models_listed_with_their_test_error():
         else:
             key, value = line.split(maxsplit=1)
             listed[name][key] = value
-    assert {"water-pbe-def2svp", "hbn-szv"} <= set(listed)
+    assert {"water-pbe-def2svp", "hbn-szv", "halides-soc"} <= set(listed)
     for name, meta in listed.items():
         assert float(meta["test_mae_meV"]) > 0 and meta["training_data"].startswith("datasets/"), name
         load_predictor(REPO / "models" / name)  # each bundle loads
