@@ -1,0 +1,43 @@
+"""One DFT folder's cell, SCF at Gamma with the generator's multigrid integrator and with plain FFTDF (by hand).
+
+    python bench/diagnose_scf_integrators.py datasets/bilayer-graphene-szv/test-twist-m1/00000 multigrid
+    python bench/diagnose_scf_integrators.py datasets/bilayer-graphene-szv/test-twist-m1/00000 fftdf
+
+Prints the total energy per atom (eV). Issue 19's 28-atom twisted cell came out 18 eV per atom below the 2x2 bilayers
+of the same settings, with E_F 5 eV lower; its h_core agrees across both integrators to 1.4e-8 Ha, so this compares
+the SCF itself. Each run takes tens of minutes on one core for that cell.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deeph_jax.dft.crystals import CrystalSettings, build_cell, make_kmf  # noqa: E402
+from deeph_jax.io import read_deeph_dir  # noqa: E402
+from deeph_jax.units import HARTREE_TO_EV  # noqa: E402
+
+
+def main() -> None:
+    from pyscf.pbc import dft as pdft
+    from pyscf.pbc.scf import addons
+
+    folder, which = sys.argv[1], sys.argv[2]
+    settings = CrystalSettings()
+    cell = build_cell(read_deeph_dir(folder, hamiltonian=None, overlap=False).structure, settings)
+    kpts = cell.make_kpts([1, 1, 1])
+    if which == "multigrid":
+        mf = make_kmf(cell, kpts, settings)
+    else:
+        mf = addons.smearing_(pdft.KRKS(cell, kpts, xc=settings.xc), sigma=settings.smearing_eV / HARTREE_TO_EV,
+                              method="fermi")
+        mf.conv_tol = settings.conv_tol
+    t0 = time.perf_counter()
+    energy = mf.kernel()
+    print(f"{folder} {which}: {energy * HARTREE_TO_EV / cell.natm:.4f} eV per atom, converged {mf.converged}, "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
