@@ -23,8 +23,13 @@ def main() -> None:
     from pyscf.pbc import dft as pdft
     from pyscf.pbc.scf import addons
 
+    import dataclasses
+    import json
+
     folder, which = sys.argv[1], sys.argv[2]
-    settings = CrystalSettings()
+    # the set's own smearing (metadata.json beside the structure folder), as the generator ran it
+    smearing = json.loads((Path(folder).parent / "metadata.json").read_text())["smearing"]["width_eV"]
+    settings = dataclasses.replace(CrystalSettings(), smearing_eV=smearing)
     cell = build_cell(read_deeph_dir(folder, hamiltonian=None, overlap=False).structure, settings)
     kpts = cell.make_kpts([1, 1, 1])
     if which == "multigrid":
