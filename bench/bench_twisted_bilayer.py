@@ -110,11 +110,8 @@ def angle_bands(m: int, work: Path, guess: float, n_points: int) -> dict:
 
 def dft_check(src: Path, predictor, work: Path) -> dict:
     """A DFT twisted cell: predicted vs DFT bands within DFT_WINDOW_EV of E_F, and the Dirac-point energy."""
-    import scipy.linalg
-
     from bench_hbn_generalization import band_window_errors, block_errors
 
-    from deeph_jax.builders.twisted_bilayer import moire_kpath
     from deeph_jax.io import HAMILTONIAN, HAMILTONIAN_PRED, read_deeph_dir
     from deeph_jax.pipeline.demo import predict_crystal_against_dft
 
@@ -122,13 +119,8 @@ def dft_check(src: Path, predictor, work: Path) -> dict:
     t0 = time.perf_counter()
     structure, _, bands = predict_crystal_against_dft(src, predictor, out)
     seconds = time.perf_counter() - t0
-    k_point = moire_kpath(structure, 4)[0][0]
-    dirac = {}
-    for name, file in (("pred", HAMILTONIAN_PRED), ("dft", HAMILTONIAN)):
-        data = read_deeph_dir(out, hamiltonian=file)
-        n_occ = int(round(data.occupation)) // 2
-        e = scipy.linalg.eigh(data.hamiltonian_k(k_point), data.overlap_k(k_point), eigvals_only=True)
-        dirac[name] = 0.5 * float(e[n_occ - 1] + e[n_occ])
+    dirac = {name: dense_dirac_energy(read_deeph_dir(out, hamiltonian=file))
+             for name, file in (("pred", HAMILTONIAN_PRED), ("dft", HAMILTONIAN))}
     return {"cell": str(src.relative_to(REPO) if src.is_relative_to(REPO) else src), "atoms": structure.n_atoms,
             "predict_and_bands_s": seconds, **block_errors(out, src), **band_window_errors(bands, DFT_WINDOW_EV),
             "dirac_pred_eV": dirac["pred"], "dirac_dft_eV": dirac["dft"],
@@ -180,21 +172,26 @@ def plot(rows: list[dict], path: Path) -> list[Path]:
     return files
 
 
-def guess_from_small_cell(predictor, work: Path) -> float:
-    """The Dirac energy of the predicted m = 1 cell (28 atoms, dense): where to start looking at larger m."""
+def dense_dirac_energy(data) -> float:
+    """The mean of bands n_occ - 1 and n_occ at the moire K point of a small cell's folder (dense, eV)."""
     import scipy.linalg
 
-    from deeph_jax.builders.twisted_bilayer import moire_kpath, twisted_bilayer
+    from deeph_jax.builders.twisted_bilayer import moire_kpath
+
+    n_occ = int(round(data.occupation)) // 2
+    k = moire_kpath(data.structure, 4)[0][0]
+    e = scipy.linalg.eigh(data.hamiltonian_k(k), data.overlap_k(k), eigvals_only=True)
+    return 0.5 * float(e[n_occ - 1] + e[n_occ])
+
+
+def guess_from_small_cell(predictor, work: Path) -> float:
+    """The Dirac energy of the predicted m = 1 cell (28 atoms, dense): where to start looking at larger m."""
+    from deeph_jax.builders.twisted_bilayer import twisted_bilayer
     from deeph_jax.io import HAMILTONIAN_PRED, read_deeph_dir
     from deeph_jax.predict.run import predict_to_folder
 
-    structure = twisted_bilayer(1)
-    predict_to_folder(structure, predictor, work / "m1", progress=False)
-    data = read_deeph_dir(work / "m1", hamiltonian=HAMILTONIAN_PRED)
-    n_occ = int(round(data.occupation)) // 2
-    k = moire_kpath(structure, 4)[0][0]
-    e = scipy.linalg.eigh(data.hamiltonian_k(k), data.overlap_k(k), eigvals_only=True)
-    return 0.5 * float(e[n_occ - 1] + e[n_occ])
+    predict_to_folder(twisted_bilayer(1), predictor, work / "m1", progress=False)
+    return dense_dirac_energy(read_deeph_dir(work / "m1", hamiltonian=HAMILTONIAN_PRED))
 
 
 def table(rows: list[dict]) -> str:
