@@ -2,12 +2,16 @@
 
     python bench/diagnose_scf_integrators.py datasets/bilayer-graphene-szv/test-twist-m1/00000 multigrid
     python bench/diagnose_scf_integrators.py datasets/bilayer-graphene-szv/test-twist-m1/00000 fftdf
+    python bench/diagnose_scf_integrators.py datasets/bilayer-graphene-szv/test-twist-m1/00000 multigrid rotated
+
+``rotated`` turns the cell about z so that a1 lies along x first: the energy must not change.
 
 Prints the total energy per atom (eV). Issue 19's 28-atom twisted cell came out 18 eV per atom below the 2x2 bilayers
 of the same settings, with E_F 5 eV lower; its h_core agrees across both integrators to 1.4e-8 Ha, so this compares
 the SCF itself. Each run takes tens of minutes on one core for that cell.
 """
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -19,18 +23,29 @@ from deeph_jax.io import read_deeph_dir  # noqa: E402
 from deeph_jax.units import HARTREE_TO_EV  # noqa: E402
 
 
+def _a1_along_x(structure):
+    import numpy as np
+
+    phi = np.arctan2(structure.cell[0, 1], structure.cell[0, 0])
+    c, s = np.cos(-phi), np.sin(-phi)
+    rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    return dataclasses.replace(structure, positions=structure.positions @ rot.T, cell=structure.cell @ rot.T)
+
+
 def main() -> None:
     from pyscf.pbc import dft as pdft
     from pyscf.pbc.scf import addons
 
-    import dataclasses
     import json
 
     folder, which = sys.argv[1], sys.argv[2]
     # the set's own smearing (metadata.json beside the structure folder), as the generator ran it
     smearing = json.loads((Path(folder).parent / "metadata.json").read_text())["smearing"]["width_eV"]
     settings = dataclasses.replace(CrystalSettings(), smearing_eV=smearing)
-    cell = build_cell(read_deeph_dir(folder, hamiltonian=None, overlap=False).structure, settings)
+    structure = read_deeph_dir(folder, hamiltonian=None, overlap=False).structure
+    if "rotated" in sys.argv[3:]:
+        structure = _a1_along_x(structure)
+    cell = build_cell(structure, settings)
     kpts = cell.make_kpts([1, 1, 1])
     if which == "multigrid":
         mf = make_kmf(cell, kpts, settings)
@@ -40,7 +55,7 @@ def main() -> None:
         mf.conv_tol = settings.conv_tol
     t0 = time.perf_counter()
     energy = mf.kernel()
-    print(f"{folder} {which}: {energy * HARTREE_TO_EV / cell.natm:.4f} eV per atom, converged {mf.converged}, "
+    print(f"{folder} {' '.join(sys.argv[2:])}: {energy * HARTREE_TO_EV / cell.natm:.4f} eV per atom, converged {mf.converged}, "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
 
 

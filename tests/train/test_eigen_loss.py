@@ -110,6 +110,28 @@ def test_eigenvalue_derivative_matches_finite_differences():
     assert abs(grad - numeric) < 1e-6 * max(1.0, abs(numeric))
 
 
+def test_host_solver_shortcuts_agree_with_scipy():
+    """The reference levels (no eigenvectors) and the all-padding shortcut give scipy's own levels and vectors."""
+    from deeph_jax.train.eigen_loss import _host_eigh
+
+    rng = np.random.default_rng(7)
+    n = 10
+    x = rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))
+    y = rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))
+    pencil = (x + x.conj().T, y @ y.conj().T + n * np.eye(n))
+    padding = (np.diag(rng.permutation([PAD_LEVEL] * (n - 3) + [3.0, -1.0, 2.0])), np.eye(n))
+    h = np.stack([pencil[0], padding[0]])
+    s = np.stack([pencil[1], padding[1]])
+    w, v_re, v_im = _host_eigh(h.real, h.imag, s.real, s.imag, np.float64)
+    w_only = _host_eigh(h.real, h.imag, s.real, s.imag, np.float64, vectors=False)
+    for g in range(2):
+        ref_w, ref_v = scipy.linalg.eigh(h[g], s[g])
+        assert np.allclose(w[g], ref_w, atol=1e-10) and np.allclose(w_only[g], ref_w, atol=1e-10)
+        v = v_re[g] + 1j * v_im[g]
+        assert np.allclose(h[g] @ v, s[g] @ v * w[g][None, :], atol=1e-9)
+        assert np.allclose(v.conj().T @ s[g] @ v, np.eye(n), atol=1e-9)
+
+
 def test_training_steps_with_the_eigenvalue_loss_run():
     from conftest import TINY_MODEL
     from deeph_jax.model import HamiltonianNet
