@@ -4,7 +4,10 @@
     python bench/diagnose_scf_integrators.py datasets/bilayer-graphene-szv/test-twist-m1/00000 fftdf
     python bench/diagnose_scf_integrators.py datasets/bilayer-graphene-szv/test-twist-m1/00000 multigrid rotated
 
-``rotated`` turns the cell about z so that a1 lies along x first: the energy must not change.
+``rotated`` turns the cell rigidly first (a1 along x, a2 in the xy-plane); the energy must not change. With multigrid
+it did (issue 19): Gamma-only -171.29 eV per atom as stored, -154.60 turned. Turning is no cure: the turned cell still
+integrates the guess density 6e-3 electrons short, and a primitive hBN cell goes wrong by turning
+(``deeph_jax.dft.crystals.multigrid_charge_error``, ``datasets/audit_grid_electrons.py``).
 
 Prints the total energy per atom (eV). Issue 19's 28-atom twisted cell came out 18 eV per atom below the 2x2 bilayers
 of the same settings, with E_F 5 eV lower; its h_core agrees across both integrators to 1.4e-8 Ha, so this compares
@@ -23,13 +26,12 @@ from deeph_jax.io import read_deeph_dir  # noqa: E402
 from deeph_jax.units import HARTREE_TO_EV  # noqa: E402
 
 
-def _a1_along_x(structure):
-    import numpy as np
+def _lower_triangular(structure):
+    """The structure turned rigidly so that a1 lies along x and a2 in the xy-plane (ase's Cell.standard_form)."""
+    from ase.cell import Cell
 
-    phi = np.arctan2(structure.cell[0, 1], structure.cell[0, 0])
-    c, s = np.cos(-phi), np.sin(-phi)
-    rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    return dataclasses.replace(structure, positions=structure.positions @ rot.T, cell=structure.cell @ rot.T)
+    cell, rotation = Cell(structure.cell).standard_form()
+    return dataclasses.replace(structure, positions=structure.positions @ rotation.T, cell=cell.array)
 
 
 def main() -> None:
@@ -40,18 +42,19 @@ def main() -> None:
 
     folder, which = sys.argv[1], sys.argv[2]
     # the set's own smearing (metadata.json beside the structure folder), as the generator ran it
-    smearing = json.loads((Path(folder).parent / "metadata.json").read_text())["smearing"]["width_eV"]
+    smearing = (json.loads((Path(folder).parent / "metadata.json").read_text())["smearing"] or {}).get("width_eV")
     settings = dataclasses.replace(CrystalSettings(), smearing_eV=smearing)
     structure = read_deeph_dir(folder, hamiltonian=None, overlap=False).structure
     if "rotated" in sys.argv[3:]:
-        structure = _a1_along_x(structure)
+        structure = _lower_triangular(structure)
     cell = build_cell(structure, settings)
     kpts = cell.make_kpts([1, 1, 1])
     if which == "multigrid":
         mf = make_kmf(cell, kpts, settings)
     else:
-        mf = addons.smearing_(pdft.KRKS(cell, kpts, xc=settings.xc), sigma=settings.smearing_eV / HARTREE_TO_EV,
-                              method="fermi")
+        mf = pdft.KRKS(cell, kpts, xc=settings.xc)
+        if settings.smearing_eV:
+            mf = addons.smearing_(mf, sigma=settings.smearing_eV / HARTREE_TO_EV, method="fermi")
         mf.conv_tol = settings.conv_tol
     t0 = time.perf_counter()
     energy = mf.kernel()

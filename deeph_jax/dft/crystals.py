@@ -24,6 +24,7 @@ vacuum (one k-point along it).
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -221,6 +222,53 @@ def run_kscf(mf, damping: float = 0.5):
     return mf
 
 
+# Largest |electrons on the XC grid - exact electrons| / electrons accepted. PySCF's multigrid integrator (2.14) is
+# exact to ~1e-10 on the hBN cells but drops or doubles charge on some cells: 0.59 of the 112 electrons of a 28-atom
+# twisted bilayer (whose total energy came out 18 eV per atom too low), 6e-3 of 64 in 16-atom bilayers, 8e-3 of 8 in
+# a primitive hBN cell whose vectors differ from a good one by 1e-16 A: a fault of its lattice sums that neither
+# the mesh nor a translation moves.
+GRID_ELECTRONS_RTOL = 1.0e-6
+
+
+def multigrid_charge_error(cell, kpts, settings) -> float:
+    """|n_grid - Tr(D S)| / N for PySCF's atomic guess density D: n_grid its integral on the multigrid XC grid,
+    Tr(D S) (averaged over ``kpts``) its exact integral, N the cell's electrons. One XC evaluation."""
+    mf = make_kmf(cell, kpts, replace(settings, multigrid=True))
+    dm = np.asarray(mf.get_init_guess())
+    exact = np.einsum("kij,kji->", dm, np.asarray(cell.pbc_intor("int1e_ovlp", hermi=1, kpts=kpts))).real / len(kpts)
+    n = mf._numint.nr_rks(cell, mf.grids, settings.xc, dm, hermi=1, kpts=kpts)[0]
+    return float(abs(n - exact) / cell.nelectron)
+
+
+def exact_integrator(cell, kpts, settings, path=None):
+    """``settings``, or the same with ``multigrid=False`` (PySCF's FFTDF: exact, several times slower) where the
+    multigrid XC grid misses charge on this cell (see :func:`multigrid_charge_error`); said on stderr."""
+    if not settings.multigrid:
+        return settings
+    error = multigrid_charge_error(cell, kpts, settings)
+    if error <= GRID_ELECTRONS_RTOL:
+        return settings
+    where = f"{path}: " if path is not None else ""
+    print(f"{where}PySCF's multigrid grid integrates the guess density with a relative charge error of {error:.1e}; "
+          f"this cell runs with FFTDF instead", file=sys.stderr, flush=True)
+    return replace(settings, multigrid=False)
+
+
+def grid_electron_count(mf, path=None) -> float:
+    """Electrons of the converged density integrated on the SCF's own XC grid, checked against the cell's electron
+    count (the exact integral of a converged density): raises DeephError beyond :data:`GRID_ELECTRONS_RTOL`, returns
+    the count for info.json."""
+    dm = mf.make_rdm1()
+    spin = np.ndim(dm) == 4  # KUKS: (2, nk, nao, nao)
+    integrate = mf._numint.nr_uks if spin else mf._numint.nr_rks
+    n = float(np.sum(integrate(mf.cell, mf.grids, mf.xc, dm, hermi=1, kpts=mf.kpts)[0]))
+    want = float(mf.cell.nelectron)
+    if abs(n - want) > GRID_ELECTRONS_RTOL * want:
+        raise DeephError(f"the SCF density integrates to {n:.4f} electrons on PySCF's grid, not {want:g}: the XC "
+                         f"integrator is wrong for this cell", path)
+    return n
+
+
 def dense_fock_overlap(mf, cell, dense_mesh):
     """F(k) = h_core + V_eff[D_scf] and S(k) on the dense Gamma-centred mesh (Hartree, PySCF AO order)."""
     kfrac = mesh_fractions(dense_mesh)
@@ -242,7 +290,10 @@ def compute_crystal(structure: Structure, settings: CrystalSettings = CrystalSet
     cell = build_cell(structure, settings, path)
     basis = orbital_basis(cell, structure.symbols, path)
     t0 = time.time()
-    mf = run_kscf(make_kmf(cell, cell.make_kpts(scf_mesh), settings), settings.damping_retry)
+    kpts = cell.make_kpts(scf_mesh)
+    settings = exact_integrator(cell, kpts, settings, path)
+    mf = run_kscf(make_kmf(cell, kpts, settings), settings.damping_retry)
+    grid_electrons = grid_electron_count(mf, path)
     t_scf = time.time() - t0
     kfrac, fock, ovlp = dense_fock_overlap(mf, cell, dense_mesh)
     t_dense = time.time() - t0 - t_scf
@@ -272,6 +323,8 @@ def compute_crystal(structure: Structure, settings: CrystalSettings = CrystalSet
         "dense_kmesh": list(dense_mesh),
         "cutoff_A": settings.cutoff,
         "total_energy_eV": float(mf.e_tot) * HARTREE_TO_EV,
+        "xc_integrator": "multigrid" if settings.multigrid else "fftdf",
+        "grid_electrons": grid_electrons,
         "max_imag_HR_eV": h_imag,
     }
     extras = {"t_scf": t_scf, "t_dense": t_dense, "max_imag_SR": s_imag, "scf_mesh": scf_mesh,

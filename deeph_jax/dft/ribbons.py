@@ -34,6 +34,8 @@ import numpy as np
 from deeph_jax.dft.crystals import (
     CrystalSettings,
     build_cell,
+    exact_integrator,
+    grid_electron_count,
     make_kmf,
     run_kscf,
 )
@@ -177,7 +179,9 @@ def compute_ribbon(structure: Structure, width: int, state: str, settings: Ribbo
     bottom, top = edge_atoms(width)
     signs = {bottom: 1.0, top: 1.0 if state == "fm" else -1.0}
     t0 = time.time()
-    mf = make_kuks(cell, cell.make_kpts(scf_mesh), settings)
+    kpts = cell.make_kpts(scf_mesh)
+    settings = exact_integrator(cell, kpts, settings, path)
+    mf = make_kuks(cell, kpts, settings)
     dm0 = initial_guess(mf, cell, signs, settings.seed_moment)
     mf.kernel(dm0)
     if not mf.converged:  # the damped retry of crystals.run_kscf, from the same magnetic guess
@@ -187,6 +191,7 @@ def compute_ribbon(structure: Structure, width: int, state: str, settings: Ribbo
         mf.kernel(dm0)
         if not mf.converged:
             run_kscf(mf, settings.damping_retry)  # raises SCFNotConverged
+    grid_electrons = grid_electron_count(mf, path)
     t_scf = time.time() - t0
     kfrac = mesh_fractions(dense_mesh)
     kcart = cell.get_abs_kpts(kfrac)
@@ -233,6 +238,8 @@ def compute_ribbon(structure: Structure, width: int, state: str, settings: Ribbo
         "dense_kmesh": list(dense_mesh),
         "cutoff_A": settings.cutoff,
         "total_energy_eV": float(mf.e_tot) * HARTREE_TO_EV,
+        "xc_integrator": "multigrid" if settings.multigrid else "fftdf",
+        "grid_electrons": grid_electrons,
         "max_imag_HR_eV": imag,
         "ribbon_width_chains": width,
         "edge_atoms": [bottom, top],

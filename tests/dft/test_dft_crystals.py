@@ -76,6 +76,8 @@ def test_primitive_hbn_bands_match_pyscf(tmp_path):
     settings = CrystalSettings(kmesh=(2, 2, 1))  # SCF 2x2 (cheap), dense 8x8 (BvK 20.03 A), cutoff 10 A
     data, mf, extras = compute_crystal(named_cell("hbn", 12.0), settings)
     assert extras["dense_mesh"] == (8, 8, 1)
+    # PySCF's multigrid integrates this cell right (checked before the SCF), and the converged density too.
+    assert data.info["xc_integrator"] == "multigrid" and abs(data.info["grid_electrons"] - 8.0) < 1e-6
     with atomic_directory(tmp_path / "hbn") as tmp:
         write_deeph_dir(tmp, data, compression="gzip")
     stored = read_deeph_dir(tmp_path / "hbn")
@@ -115,6 +117,32 @@ def test_crystal_bad_inputs(tmp_path):
         generate_crystals(tmp_path / "o", n=1, source=CrystalSource(name=None, path=str(junk)), progress=False)
     with pytest.raises(DeephError, match="needs a Born-von Karman supercell"):
         generate_crystals(tmp_path / "o2", n=1, settings=CrystalSettings(cutoff=12.0), progress=False)
+
+
+def test_multigrid_charge_check_picks_fftdf_and_catches_a_lost_charge(monkeypatch):
+    """Where the multigrid XC grid misses charge of the guess density, the cell runs with FFTDF; a converged density
+    short of electrons on the grid (the broken twisted bilayer: 111.41 of 112) raises, naming the folder."""
+    from types import SimpleNamespace
+
+    from deeph_jax.dft import crystals
+
+    cell = crystals.build_cell(named_cell("hbn", 12.0), CrystalSettings())
+    kpts = cell.make_kpts((1, 1, 1))
+    assert crystals.multigrid_charge_error(cell, kpts, CrystalSettings()) < crystals.GRID_ELECTRONS_RTOL
+    assert crystals.exact_integrator(cell, kpts, CrystalSettings()).multigrid
+    monkeypatch.setattr(crystals, "multigrid_charge_error", lambda *a: 7.6e-3 / 8)
+    assert not crystals.exact_integrator(cell, kpts, CrystalSettings(), "hbn/00000").multigrid
+
+    def fake_mf(count, spin=False):
+        dm = np.zeros((2, 1, 2, 2) if spin else (1, 2, 2))
+        nr = lambda *a, **k: (count, 0.0, None)  # noqa: E731
+        return SimpleNamespace(make_rdm1=lambda: dm, _numint=SimpleNamespace(nr_rks=nr, nr_uks=nr),
+                               cell=SimpleNamespace(nelectron=112), grids=None, xc="PBE", kpts=None)
+
+    with pytest.raises(DeephError, match="twisted/00000: the SCF density integrates to 111.4109 electrons"):
+        crystals.grid_electron_count(fake_mf(111.41086), "twisted/00000")
+    assert crystals.grid_electron_count(fake_mf(112.0 + 1e-9)) == pytest.approx(112.0)
+    assert crystals.grid_electron_count(fake_mf(np.array([56.0, 56.0]), spin=True)) == pytest.approx(112.0)
 
 
 @pytest.mark.parametrize("g_chunk", [None, 1000])
