@@ -168,7 +168,7 @@ def classify(m_bottom: float, m_top: float) -> str:
 def compute_ribbon(structure: Structure, width: int, state: str, settings: RibbonSettings = RibbonSettings(),
                    path=None):
     """KUKS of one ribbon cell; return ``(DeephStructure, mf, extras)``: spinful H(R) (eV), S(R)."""
-    validate_structure(structure, path)
+    structure, settings = exact_integrator(validate_structure(structure, path), settings, path)
     scf_mesh, dense_mesh, vac = settings.meshes(structure)
     bvk = shortest_bvk_length(structure.cell, dense_mesh, tuple(not v for v in vac))
     if 2 * settings.cutoff > bvk + 1e-9:
@@ -179,9 +179,7 @@ def compute_ribbon(structure: Structure, width: int, state: str, settings: Ribbo
     bottom, top = edge_atoms(width)
     signs = {bottom: 1.0, top: 1.0 if state == "fm" else -1.0}
     t0 = time.time()
-    kpts = cell.make_kpts(scf_mesh)
-    settings = exact_integrator(cell, kpts, settings, path)
-    mf = make_kuks(cell, kpts, settings)
+    mf = make_kuks(cell, cell.make_kpts(scf_mesh), settings)
     dm0 = initial_guess(mf, cell, signs, settings.seed_moment)
     mf.kernel(dm0)
     if not mf.converged:  # the damped retry of crystals.run_kscf, from the same magnetic guess

@@ -119,19 +119,35 @@ def test_crystal_bad_inputs(tmp_path):
         generate_crystals(tmp_path / "o2", n=1, settings=CrystalSettings(cutoff=12.0), progress=False)
 
 
-def test_multigrid_charge_check_picks_fftdf_and_catches_a_lost_charge(monkeypatch):
-    """Where the multigrid XC grid misses charge of the guess density, the cell runs with FFTDF; a converged density
-    short of electrons on the grid (the broken twisted bilayer: 111.41 of 112) raises, naming the folder."""
+def test_multigrid_charge_check_picks_another_basis_or_fftdf(monkeypatch):
+    """Where the multigrid XC grid misses charge of the guess density, the SCF runs in another basis of the same
+    lattice, or with FFTDF where every basis fails; a converged density short of electrons on the grid (the broken
+    twisted bilayer: 111.41 of 112) raises, naming the folder."""
     from types import SimpleNamespace
 
     from deeph_jax.dft import crystals
 
-    cell = crystals.build_cell(named_cell("hbn", 12.0), CrystalSettings())
-    kpts = cell.make_kpts((1, 1, 1))
-    assert crystals.multigrid_charge_error(cell, kpts, CrystalSettings()) < crystals.GRID_ELECTRONS_RTOL
-    assert crystals.exact_integrator(cell, kpts, CrystalSettings()).multigrid
-    monkeypatch.setattr(crystals, "multigrid_charge_error", lambda *a: 7.6e-3 / 8)
-    assert not crystals.exact_integrator(cell, kpts, CrystalSettings(), "hbn/00000").multigrid
+    sheet = named_cell("hbn", 12.0)
+    cell = crystals.build_cell(sheet, CrystalSettings())
+    assert crystals.multigrid_charge_error(cell, cell.make_kpts((1, 1, 1)), CrystalSettings()) < 1e-9
+    same, settings = crystals.exact_integrator(sheet, CrystalSettings())
+    assert same is sheet and settings.multigrid
+
+    calls = []
+
+    def fails_first(cell, kpts, settings):
+        calls.append(cell.lattice_vectors().copy())
+        return 7.6e-3 / 8 if len(calls) == 1 else 1e-11
+
+    monkeypatch.setattr(crystals, "multigrid_charge_error", fails_first)
+    other, settings = crystals.exact_integrator(sheet, CrystalSettings(), "hbn/00000")
+    assert settings.multigrid and len(calls) == 2
+    np.testing.assert_allclose(other.cell[:2], [sheet.cell[0], sheet.cell[1] - sheet.cell[0]], atol=1e-12)
+    np.testing.assert_allclose(other.positions, sheet.positions, atol=0)
+    assert np.isclose(np.linalg.det(other.cell), np.linalg.det(sheet.cell))
+    monkeypatch.setattr(crystals, "multigrid_charge_error", lambda *a: 1e-3)
+    same, settings = crystals.exact_integrator(sheet, CrystalSettings(), "hbn/00000")
+    assert same is sheet and not settings.multigrid
 
     def fake_mf(count, spin=False):
         dm = np.zeros((2, 1, 2, 2) if spin else (1, 2, 2))
