@@ -44,15 +44,11 @@ def wrapped(x: np.ndarray) -> np.ndarray:
 def block_errors(pred_dir: Path, dft_dir: Path) -> dict:
     """H MAE (meV) over all, on-site and off-site entries of the blocks both files hold."""
     from deeph_jax.io import HAMILTONIAN, HAMILTONIAN_PRED, read_deeph_dir
+    from deeph_jax.predict.run import entry_errors
 
     pred = read_deeph_dir(pred_dir, hamiltonian=HAMILTONIAN_PRED, overlap=False).hamiltonian
     dft = read_deeph_dir(dft_dir, hamiltonian=HAMILTONIAN, overlap=False).hamiltonian
-    err = {True: [], False: []}
-    for key, block in dft.blocks():
-        other = pred.get(key[:3], key[3], key[4])
-        if other is not None:
-            err[key[3] == key[4] and key[:3] == (0, 0, 0)].append(np.abs(other - block).ravel())
-    on, off = np.concatenate(err[True]), np.concatenate(err[False])
+    on, off = entry_errors(pred, dft)
     return {"h_mae_meV": 1e3 * float(np.concatenate([on, off]).mean()), "h_mae_onsite_meV": 1e3 * float(on.mean()),
             "h_mae_offsite_meV": 1e3 * float(off.mean())}
 

@@ -52,20 +52,15 @@ def channel_bands(folder: Path, hamiltonian: str, kpoints: np.ndarray) -> np.nda
 
 
 def channel_mae(pred_dir: Path, dft_dir: Path) -> dict:
-    """H-up and H-down MAE (meV) over the blocks the DFT file stores."""
+    """H-up and H-down MAE (meV) over the blocks both files hold."""
     from deeph_jax.io import HAMILTONIAN, HAMILTONIAN_PRED, read_deeph_dir
     from deeph_jax.physics.collinear import spin_quarters
+    from deeph_jax.predict.run import entry_errors
 
     pred = spin_quarters(read_deeph_dir(pred_dir, hamiltonian=HAMILTONIAN_PRED, overlap=False).hamiltonian)
     dft = spin_quarters(read_deeph_dir(dft_dir, hamiltonian=HAMILTONIAN, overlap=False).hamiltonian)
-    out = {}
-    for name, p, d in (("up", pred[0], dft[0]), ("down", pred[1], dft[1])):
-        errors = []
-        for key, block in d.blocks():
-            other = p.get(key[:3], key[3], key[4])
-            errors.append(np.abs((other if other is not None else 0.0) - block).ravel())
-        out[f"h_{name}_mae_meV"] = 1e3 * float(np.concatenate(errors).mean())
-    return out
+    return {f"h_{name}_mae_meV": 1e3 * float(np.concatenate(entry_errors(pred[c], dft[c])).mean())
+            for c, name in enumerate(("up", "down"))}
 
 
 def gap(bands: np.ndarray, electrons: int) -> float:

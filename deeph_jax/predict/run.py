@@ -10,7 +10,8 @@ import numpy as np
 from deeph_jax.errors import DeephError
 from deeph_jax.graph import moments_from_info
 from deeph_jax.graph.moments import INFO_KEY as MOMENTS_KEY
-from deeph_jax.io import HAMILTONIAN, HAMILTONIAN_PRED, OVERLAP, Structure, find_structure_dirs, read_deeph_dir
+from deeph_jax.io import (HAMILTONIAN, HAMILTONIAN_PRED, OVERLAP, BlockSparse, Structure, find_structure_dirs,
+                          read_deeph_dir)
 from deeph_jax.io.deeph import write_info, write_poscar
 from deeph_jax.predict.infer import PredictStats, Predictor, blocks_to_sparse, overlap_source, predict_blocks
 from deeph_jax.predict.writer import StreamingMatrixWriter
@@ -74,17 +75,23 @@ def predict_to_folder(structure: Structure, predictor: Predictor, out: Path, chu
     return stats
 
 
-def block_mae(pred_dir: Path, dft_dir: Path) -> tuple[float, int]:
-    """MAE (eV) over the entries of every block present in both the prediction and the DFT H."""
-    pred = read_deeph_dir(pred_dir, hamiltonian=HAMILTONIAN_PRED, overlap=False).hamiltonian
-    dft = read_deeph_dir(dft_dir, hamiltonian=HAMILTONIAN, overlap=False).hamiltonian
-    total, count = 0.0, 0
+def entry_errors(pred: BlockSparse, dft: BlockSparse) -> tuple[np.ndarray, np.ndarray]:
+    """|pred - dft| (eV) of every entry of the blocks both hold: (on-site entries, off-site entries), flat.
+    On-site: i == j at R = 0."""
+    errors = {True: [np.zeros(0)], False: [np.zeros(0)]}
     for key, block in dft.blocks():
         other = pred.get(key[:3], key[3], key[4])
         if other is not None:
-            total += float(np.abs(other - block).sum())
-            count += block.size
-    return (total / count if count else float("nan")), count
+            errors[key[3] == key[4] and key[:3] == (0, 0, 0)].append(np.abs(other - block).ravel())
+    return np.concatenate(errors[True]), np.concatenate(errors[False])
+
+
+def block_mae(pred_dir: Path, dft_dir: Path) -> tuple[float, int]:
+    """MAE (eV) over the entries of every block present in both the prediction and the DFT H, and their count."""
+    pred = read_deeph_dir(pred_dir, hamiltonian=HAMILTONIAN_PRED, overlap=False).hamiltonian
+    dft = read_deeph_dir(dft_dir, hamiltonian=HAMILTONIAN, overlap=False).hamiltonian
+    errors = np.concatenate(entry_errors(pred, dft))
+    return (float(errors.mean()) if errors.size else float("nan")), int(errors.size)
 
 
 def predict_dataset(dataset: Path, predictor: Predictor, out: Path, chunk_atoms: int = 2000,

@@ -267,3 +267,17 @@ def test_fine_tuning_adds_environment_charges_to_a_bundle_without_them(tmp_path)
     with pytest.raises(DeephError, match="different basis or model config"):
         Trainer.initial_params_from_bundle(SimpleNamespace(model_config=new.replace(num_radial=6), basis=HBN),
                                            tmp_path / "old", like)
+
+
+def test_entry_errors_split_on_site_from_off_site_and_skip_blocks_one_side_lacks():
+    """|pred - dft| per entry: on-site is i == j at R = 0 only (i == j at R != 0 is a hopping to an image)."""
+    from deeph_jax.io import BlockSparse
+    from deeph_jax.predict.run import entry_errors
+
+    dft = BlockSparse.from_blocks({(0, 0, 0, 0, 0): np.eye(2), (1, 0, 0, 0, 0): np.ones((2, 2)),
+                                   (0, 0, 0, 0, 1): np.zeros((2, 2)), (0, 1, 0, 1, 0): np.ones((2, 2))})
+    pred = BlockSparse.from_blocks({(0, 0, 0, 0, 0): np.eye(2) + 0.5, (1, 0, 0, 0, 0): np.ones((2, 2)) - 0.25,
+                                    (0, 0, 0, 0, 1): np.full((2, 2), 1j)})
+    on, off = entry_errors(pred, dft)
+    np.testing.assert_allclose(on, [0.5] * 4)
+    np.testing.assert_allclose(np.sort(off), [0.25] * 4 + [1.0] * 4)
