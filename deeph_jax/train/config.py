@@ -104,6 +104,9 @@ class TrainConfig:
         precision: float32 or float64 (all of training).
         eval_every, checkpoint_every, log_every: steps between validations, checkpoints, metric rows.
         keep_checkpoints: the last k checkpoints kept (the best one is kept apart).
+        export: which parameters the run ships in ``model/``: ``best`` (the EMA parameters of the step with the
+            lowest validation H MAE) or ``last`` (those of the last step). Validation measures blocks only, so a
+            fine-tuning on levels (``eigen_weight``) that trades a little block error for them wants ``last``.
         progress: show a progress bar.
     """
 
@@ -130,6 +133,7 @@ class TrainConfig:
     eval_every: int = _key(100, Integer(1))
     checkpoint_every: int = _key(100, Integer(1))
     keep_checkpoints: int = _key(3, Integer(1))
+    export: str = _key("best", Choice(("best", "last")))
     log_every: int = _key(10, Integer(1))
     progress: bool = _key(True, Flag())
 

@@ -111,6 +111,16 @@ def test_exported_parameters_are_the_best_validation_steps_not_the_last(two_runs
     assert "block         on-site" in table and "block         off-site" in table
 
 
+def test_export_last_ships_the_last_step_even_when_an_earlier_one_validated_better(water_sto3g, tmp_path):
+    config = run_config(water_sto3g, 1, 1 / 3)
+    config["train"]["export"] = "last"
+    trainer = RecordingTrainer(config, tmp_path / "run", mae_factors=[1.0, 0.5, 2.0])
+    trainer.run()
+    assert same(bundle_params(tmp_path / "run"), trainer.validated[3])
+    meta = json.loads((tmp_path / "run" / "model" / "metadata.json").read_text())
+    assert meta["selected_step"] == 3 and "train.export: last" in meta["parameters"]
+
+
 def test_run_without_validation_set_exports_the_last_ema_parameters(water_sto3g, tmp_path):
     trainer = Trainer(run_config(water_sto3g, 0, 0.0), tmp_path / "run")
     trainer.run()
