@@ -3,6 +3,10 @@
     python bench/diagnose_scf_integrators.py datasets/bilayer-graphene-szv/test-twist-m1/00000 multigrid
     python bench/diagnose_scf_integrators.py datasets/bilayer-graphene-szv/test-twist-m1/00000 fftdf
     python bench/diagnose_scf_integrators.py datasets/bilayer-graphene-szv/test-twist-m1/00000 multigrid rotated
+    python bench/diagnose_scf_integrators.py FOLDER veff [basis]
+
+``veff`` compares V_eff on PySCF's atomic guess density, multigrid against FFTDF at Gamma (meV; no SCF), in the
+stored cell or, with ``basis``, in the cell basis the generator's ``exact_integrator`` picks.
 
 ``rotated`` turns the cell rigidly first (a1 along x, a2 in the xy-plane); the energy must not change. With multigrid
 it did (issue 19): Gamma-only -171.29 eV per atom as stored, -154.60 turned. Turning is no cure: the turned cell still
@@ -34,6 +38,30 @@ def _lower_triangular(structure):
     return dataclasses.replace(structure, positions=structure.positions @ rotation.T, cell=cell.array)
 
 
+def compare_veff(folder, structure, settings, picked_basis: bool) -> None:
+    """Print mean and max |V_eff(multigrid) - V_eff(FFTDF)| (meV) on the guess density at Gamma, and the diagonal mean."""
+    import numpy as np
+    from pyscf.pbc import dft as pdft
+
+    from deeph_jax.dft.crystals import exact_integrator
+
+    if picked_basis:
+        structure, _ = exact_integrator(structure, settings, folder)
+    cell = build_cell(structure, settings)
+    kpts = cell.make_kpts([1, 1, 1])
+    multigrid = make_kmf(cell, kpts, settings)
+    dm = np.asarray(multigrid.get_init_guess())
+    t0 = time.perf_counter()
+    v_mg = np.asarray(multigrid.get_veff(cell, dm))
+    t1 = time.perf_counter()
+    v_fft = np.asarray(pdft.KRKS(cell, kpts, xc=settings.xc).get_veff(cell, dm))
+    t2 = time.perf_counter()
+    d = np.abs(v_mg - v_fft) * HARTREE_TO_EV * 1e3
+    diagonal = np.mean([np.abs(np.diagonal(x)).mean() for x in d])
+    print(f"{folder} veff{' (picked basis)' if picked_basis else ''}: |multigrid - FFTDF| mean {d.mean():.4f} meV, "
+          f"max {d.max():.4f} meV, diagonal mean {diagonal:.4f} meV; {t1 - t0:.0f} s vs {t2 - t1:.0f} s", flush=True)
+
+
 def main() -> None:
     from pyscf.pbc import dft as pdft
     from pyscf.pbc.scf import addons
@@ -45,6 +73,9 @@ def main() -> None:
     smearing = (json.loads((Path(folder).parent / "metadata.json").read_text())["smearing"] or {}).get("width_eV")
     settings = dataclasses.replace(CrystalSettings(), smearing_eV=smearing)
     structure = read_deeph_dir(folder, hamiltonian=None, overlap=False).structure
+    if which == "veff":
+        compare_veff(folder, structure, settings, "basis" in sys.argv[3:])
+        return
     if "rotated" in sys.argv[3:]:
         structure = _lower_triangular(structure)
     cell = build_cell(structure, settings)
