@@ -417,11 +417,11 @@ class Trainer:
     def final_parameters(self, state, ckpts) -> tuple[dict, dict]:
         """(EMA parameters to ship, metadata saying which): those of the best validation step, or the last step's
         with ``train.export: last`` or when the run has no validation set."""
-        best_step = ckpts.best_step()
         if self.tc.export == "last":
             step = int(state.step)
             return state.ema, {"parameters": f"EMA parameters of the last step {step} (train.export: last)",
                                "selected_step": step}
+        best_step = ckpts.best_step()
         if self.val_dirs and best_step is not None:
             params = ckpts.restore(state, which="best").ema
             return params, {"parameters": f"EMA parameters of the best validation step {best_step}",
