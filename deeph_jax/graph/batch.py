@@ -88,11 +88,27 @@ def next_power_of_two(n: int, minimum: int = 1) -> int:
     return int(max(minimum, 1 << int(np.ceil(np.log2(max(n, 1))))))
 
 
-def padded_sizes(n_nodes: int, n_edges: int, n_graphs: int) -> tuple[int, int, int]:
-    """Bucket sizes for a batch holding these totals (one padding node and graph always)."""
+def bucket_size(n: int, minimum: int = 1, steps_per_octave: int = 1) -> int:
+    """The smallest bucket >= ``n``: powers of two, or with ``steps_per_octave`` s > 1 also the s - 1 evenly spaced
+    sizes between them (s = 4: 1024, 1280, 1536, 1792, 2048, ...), so a batch pads by at most 1/s of an octave
+    instead of up to 2x, at the price of up to s times as many shapes (compilations)."""
+    top = next_power_of_two(n, minimum)
+    if steps_per_octave <= 1 or top <= minimum:
+        return top
+    base = top // 2
+    for j in range(1, steps_per_octave + 1):
+        size = int(np.ceil(base * (1 + j / steps_per_octave)))
+        if size >= n:
+            return max(minimum, size)
+    return top
+
+
+def padded_sizes(n_nodes: int, n_edges: int, n_graphs: int, steps_per_octave: int = 1) -> tuple[int, int, int]:
+    """Bucket sizes for a batch holding these totals (one padding node and graph always); nodes and edges in
+    :func:`bucket_size` steps (``steps_per_octave``), graphs in powers of two."""
     return (
-        next_power_of_two(n_nodes + 1, 4),
-        next_power_of_two(n_edges + 1, 8),
+        bucket_size(n_nodes + 1, 4, steps_per_octave),
+        bucket_size(n_edges + 1, 8, steps_per_octave),
         next_power_of_two(n_graphs + 1, 2),
     )
 
@@ -188,7 +204,7 @@ def _all_or_none(graphs: Sequence[PairGraph], field: str) -> bool:
     return all(have) and bool(have)
 
 
-def count_buckets(graph_sizes: Sequence[tuple[int, int]], batch_size: int) -> int:
+def count_buckets(graph_sizes: Sequence[tuple[int, int]], batch_size: int, steps_per_octave: int = 1) -> int:
     """Distinct padded shapes (= jit compilations) for consecutive batches of ``batch_size`` graphs.
 
     ``graph_sizes``: (n_nodes, n_edges) of each graph, in batch order.
@@ -196,5 +212,5 @@ def count_buckets(graph_sizes: Sequence[tuple[int, int]], batch_size: int) -> in
     shapes = set()
     for b in range(0, len(graph_sizes), batch_size):
         chunk = graph_sizes[b : b + batch_size]
-        shapes.add(padded_sizes(sum(n for n, _ in chunk), sum(e for _, e in chunk), batch_size))
+        shapes.add(padded_sizes(sum(n for n, _ in chunk), sum(e for _, e in chunk), batch_size, steps_per_octave))
     return len(shapes)

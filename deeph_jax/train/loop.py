@@ -28,6 +28,12 @@ from deeph_jax.train.run_folder import clear_run, read_metrics, refuse_existing_
 from deeph_jax.units import EV_TO_MICROHARTREE
 
 
+# Padded-size buckets per octave for training steps. Power-of-two buckets padded two 18-atom hBN cells
+# (4,340 edges) to 8,192 edges, and the step's cost follows the padded edges; quarter octaves pad by at most
+# 25 %, and a training set of a few cell sizes still compiles only a handful of shapes.
+STEP_BUCKETS_PER_OCTAVE = 4
+
+
 def _graph_size(path: Path, cutoff: float) -> tuple[int, int]:
     from deeph_jax.graph import build_graph
 
@@ -165,17 +171,19 @@ class Trainer:
             raise DeephError(f"train.batch_size {B} is larger than the {len(self.train_dirs)} training structures")
         self.graph_sizes = np.array([_graph_size(p, self.cutoff) for p in self.train_dirs])  # (n, 2) nodes, edges
         per = B // self.n_shards
-        self.shard_sizes = padded_sizes(*(per * self.graph_sizes.max(axis=0)), per)  # the largest a step can need
+        # the largest a step can need
+        self.shard_sizes = padded_sizes(*(per * self.graph_sizes.max(axis=0)), per, STEP_BUCKETS_PER_OCTAVE)
 
     def step_shard_sizes(self, idx: np.ndarray) -> tuple[int, int, int]:
-        """The padded shard size of the step drawing structures ``idx``: power-of-two buckets of the largest
-        shard's totals, so mixed cell sizes (8 to 72 atoms) compile a few shapes instead of padding every step
-        to the largest. Every host computes it from the global indices alone and gets the same answer."""
+        """The padded shard size of the step drawing structures ``idx``: buckets of a quarter octave
+        (:data:`STEP_BUCKETS_PER_OCTAVE`) of the largest shard's totals, so mixed cell sizes (8 to 72 atoms)
+        compile a few shapes instead of padding every step to the largest. Every host computes it from the
+        global indices alone and gets the same answer."""
         from deeph_jax.graph import padded_sizes
 
         per = self.tc.batch_size // self.n_shards
         totals = self.graph_sizes[np.asarray(idx, dtype=np.int64)].reshape(self.n_shards, per, 2).sum(axis=1)
-        return padded_sizes(*totals.max(axis=0), per)
+        return padded_sizes(*totals.max(axis=0), per, STEP_BUCKETS_PER_OCTAVE)
 
     def _write_run_files(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -311,7 +319,7 @@ class Trainer:
             print(head)
             print(f"data: {len(self.train_dirs)} train / {len(self.val_dirs)} validation structures, "
                   f"{self.n_shards} device(s) on {jax.process_count()} process(es), padded shard "
-                  f"(nodes, edges, graphs) up to {self.shard_sizes} (power-of-two buckets per step)")
+                  f"(nodes, edges, graphs) up to {self.shard_sizes} (quarter-octave buckets per step)")
         self.log(head)
         return n_params
 

@@ -4,6 +4,7 @@ import numpy as np
 from ase.build import bulk, molecule
 
 from deeph_jax.graph import GraphTargets, batch_graphs, build_graph, count_buckets, padded_sizes
+from deeph_jax.graph.batch import bucket_size, next_power_of_two
 from deeph_jax.io.structures import from_ase
 
 
@@ -45,3 +46,19 @@ def test_bucket_count_for_mixed_sizes():
     assert count_buckets(sizes, 2) == 3
     assert count_buckets([(3, 9)] * 504, 8) == 1
     assert count_buckets([(3, 9)] * 500, 8) == 2  # a last, partial batch has fewer edges
+
+
+def test_quarter_octave_buckets_bound_the_padding():
+    n = np.arange(1, 20000)
+    coarse = np.array([bucket_size(int(x), 8) for x in n])
+    fine = np.array([bucket_size(int(x), 8, 4) for x in n])
+    assert np.all(coarse >= n) and np.all(fine >= n) and np.all(fine <= coarse)
+    assert np.all(np.diff(fine) >= 0)
+    big = n >= 64
+    assert (fine[big] / n[big]).max() <= 1.25 + 1e-12 and (coarse[big] / n[big]).max() > 1.99
+    assert np.array_equal(coarse, [next_power_of_two(int(x), 8) for x in n])
+    # two 18-atom hBN cells at a 10.2 A cutoff (2 x 2,170 edges + 1 padding edge): 5,120 edges, not 8,192
+    assert padded_sizes(36, 4340, 2, 4)[1] == 5120 and padded_sizes(36, 4340, 2)[1] == 8192
+    # the shapes a training set of three cell sizes compiles stay few
+    sizes = [(8, 976)] * 6 + [(18, 2170)] * 6 + [(32, 3864)] * 6
+    assert count_buckets(sizes, 2, 4) == 3 and count_buckets(sizes[::3] + sizes[1::3] + sizes[2::3], 2, 4) <= 6
