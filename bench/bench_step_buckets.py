@@ -72,7 +72,7 @@ def main():
     rows = []
     for name, per_octave in (("power of two", 1), ("quarter octave", STEP_BUCKETS_PER_OCTAVE)):
         sizes = padded_sizes(n_nodes, n_edges, len(samples), per_octave)
-        batch = to_device_batch(stack_batches(shard_batches(samples, 1, elements, np.float32, sizes=sizes)))
+        batch = to_device_batch(stack_batches(shard_batches(samples, 1, elements, np.dtype(tc.precision), sizes=sizes)))
         state = init_state(model, tx, jax.random.PRNGKey(0), jax.tree_util.tree_map(lambda x: x[0], batch))
         step = make_train_step(model, build_layout(basis), tx, tc)
         first, per_step, loss = time_steps(step, state, batch, args.steps)

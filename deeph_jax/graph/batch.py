@@ -96,11 +96,8 @@ def bucket_size(n: int, minimum: int = 1, steps_per_octave: int = 1) -> int:
     if steps_per_octave <= 1 or top <= minimum:
         return top
     base = top // 2
-    for j in range(1, steps_per_octave + 1):
-        size = int(np.ceil(base * (1 + j / steps_per_octave)))
-        if size >= n:
-            return max(minimum, size)
-    return top
+    steps = (int(np.ceil(base * (1 + j / steps_per_octave))) for j in range(1, steps_per_octave + 1))
+    return max(minimum, next(size for size in steps if size >= n))  # the last step is top itself
 
 
 def padded_sizes(n_nodes: int, n_edges: int, n_graphs: int, steps_per_octave: int = 1) -> tuple[int, int, int]:
