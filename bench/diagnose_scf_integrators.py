@@ -66,12 +66,8 @@ def main() -> None:
     from pyscf.pbc import dft as pdft
     from pyscf.pbc.scf import addons
 
-    import json
-
     folder, which = sys.argv[1], sys.argv[2]
-    # the set's own smearing (metadata.json beside the structure folder), as the generator ran it
-    smearing = (json.loads((Path(folder).parent / "metadata.json").read_text())["smearing"] or {}).get("width_eV")
-    settings = dataclasses.replace(CrystalSettings(), smearing_eV=smearing)
+    settings = CrystalSettings.of_structure(folder)  # the set's own basis and smearing, as the generator ran it
     structure = read_deeph_dir(folder, hamiltonian=None, overlap=False).structure
     if which == "veff":
         compare_veff(folder, structure, settings, "basis" in sys.argv[3:])

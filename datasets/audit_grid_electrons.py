@@ -12,7 +12,6 @@ Seconds (8-18 atoms) to a minute (28+ atoms) per cell on one core. Prints one li
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,8 +27,7 @@ def charge_error(folder: Path) -> tuple[float, float]:
     """(relative charge error of the multigrid XC grid on PySCF's atomic guess density at Gamma, a1's angle from x
     in degrees) for the stored cell with its set's basis, as :func:`deeph_jax.dft.crystals.multigrid_charge_error` measures it."""
     structure = read_deeph_dir(folder, hamiltonian=None, overlap=False).structure
-    meta = json.loads((folder.parent / "metadata.json").read_text())  # the set's basis: the grid depends on it
-    settings = CrystalSettings(basis=meta["basis"], pseudo=meta["pseudopotential"], xc=meta["functional"])
+    settings = CrystalSettings.of_structure(folder)  # the set's basis: the grid depends on it
     cell = build_cell(structure, settings)
     error = multigrid_charge_error(cell, cell.make_kpts([1, 1, 1]), settings)
     return error, float(np.degrees(np.arctan2(structure.cell[0, 1], structure.cell[0, 0])))

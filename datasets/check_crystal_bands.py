@@ -32,16 +32,10 @@ K_POINTS = np.array([[0.13, 0.29, 0.0], [0.41, 0.07, 0.0], [0.071, 0.213, 0.0], 
 
 def check(folder: Path) -> dict:
     meta = json.loads((folder.parent / "metadata.json").read_text())
-    info = json.loads((folder / "info.json").read_text())
     stored = read_deeph_dir(folder)
     s = stored.structure
     structure = Structure(s.symbols, s.positions, s.cell, periodic=True)
-    smearing = (meta.get("smearing") or {}).get("width_eV")
-    settings = CrystalSettings(basis=meta["basis"], pseudo=meta["pseudopotential"], xc=meta["functional"],
-                               kmesh=tuple(info.get("scf_kmesh", meta.get("scf_kmesh"))),
-                               dense_kmesh=tuple(info.get("dense_kmesh", meta.get("dense_kmesh"))),
-                               cutoff=meta["cutoff_A"], smearing_eV=smearing,
-                               conv_tol=meta["conv_tol_hartree_per_cell"])
+    settings = CrystalSettings.of_structure(folder)
     t0 = time.time()
     cell = build_cell(structure, settings, folder)
     scf_kpts = cell.make_kpts(settings.kmesh)

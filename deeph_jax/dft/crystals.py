@@ -24,6 +24,7 @@ vacuum (one k-point along it).
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -105,6 +106,32 @@ class CrystalSettings:
     multigrid: bool = True
     max_cycle: int = 100
     damping_retry: float = 0.5
+
+    @classmethod
+    def from_metadata(cls, meta: dict, info: dict | None = None) -> "CrystalSettings":
+        """The settings a dataset was generated with, from its ``metadata.json`` (``meta``); meshes recorded
+        per structure in its ``info.json`` (``info``) win. Recomputing a stored structure's reference with
+        anything else (another basis, another mesh) compares two different calculations."""
+        info = info or {}
+        smearing = (meta.get("smearing") or {}).get("width_eV")
+        return cls(basis=meta["basis"], pseudo=meta["pseudopotential"], xc=meta["functional"],
+                   kmesh=tuple(info.get("scf_kmesh", meta["scf_kmesh"])),
+                   dense_kmesh=tuple(info.get("dense_kmesh", meta["dense_kmesh"])),
+                   cutoff=meta["cutoff_A"], smearing_eV=smearing, conv_tol=meta["conv_tol_hartree_per_cell"],
+                   multigrid="multigrid" in meta.get("method", "multigrid"))
+
+    @classmethod
+    def of_structure(cls, folder) -> "CrystalSettings":
+        """:meth:`from_metadata` for the structure folder ``DATASET/NNNNN`` (reads ``DATASET/metadata.json`` and,
+        where present, ``NNNNN/info.json``)."""
+        folder = Path(folder)
+        meta_path = folder.parent / "metadata.json"
+        if not meta_path.is_file():
+            raise DeephError("no metadata.json beside the structure folder: the dataset's DFT settings are unknown",
+                             meta_path)
+        info_path = folder / "info.json"
+        info = json.loads(info_path.read_text()) if info_path.is_file() else None
+        return cls.from_metadata(json.loads(meta_path.read_text()), info)
 
     def meshes(self, structure: Structure) -> tuple[tuple, tuple, tuple]:
         """(SCF mesh, dense mesh, vacuum directions) for ``structure``."""

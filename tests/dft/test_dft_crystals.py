@@ -198,3 +198,25 @@ def test_dense_mesh_reaches_bvk_min_in_a_sheared_cell():
     assert shortest_bvk_length(cell, mesh, (True, True, False)) >= 20.0 and mesh[2] == 1
     assert np.prod(mesh) <= 6
     assert _dense_mesh(ideal, vac, 20.0) == (2, 2, 1)  # unchanged where the edges already suffice
+
+
+def test_settings_of_structure_reads_the_recorded_settings(tmp_path):
+    """A reference recomputation takes the dataset's own basis, smearing, tolerance and meshes (a mesh recorded
+    per structure wins over the dataset's); a folder without metadata.json is refused, naming the file."""
+    import json
+
+    meta = {"basis": "gth-dzvp", "pseudopotential": "gth-pbe", "functional": "PBE", "scf_kmesh": [3, 3, 1],
+            "dense_kmesh": [6, 6, 1], "cutoff_A": 9.0, "smearing": {"method": "fermi-dirac", "width_eV": 0.1},
+            "conv_tol_hartree_per_cell": 1e-8, "method": "restricted Kohn-Sham, pyscf.pbc KRKS (FFTDF)"}
+    (tmp_path / "set" / "00000").mkdir(parents=True)
+    (tmp_path / "set" / "00001").mkdir()
+    (tmp_path / "set" / "metadata.json").write_text(json.dumps(meta))
+    (tmp_path / "set" / "00001" / "info.json").write_text(json.dumps({"scf_kmesh": [2, 2, 1], "dense_kmesh": [4, 4, 1]}))
+    plain = CrystalSettings.of_structure(tmp_path / "set" / "00000")
+    assert (plain.basis, plain.kmesh, plain.dense_kmesh, plain.cutoff) == ("gth-dzvp", (3, 3, 1), (6, 6, 1), 9.0)
+    assert (plain.smearing_eV, plain.conv_tol, plain.multigrid) == (0.1, 1e-8, False)
+    own_mesh = CrystalSettings.of_structure(tmp_path / "set" / "00001")
+    assert (own_mesh.kmesh, own_mesh.dense_kmesh) == ((2, 2, 1), (4, 4, 1))
+    (tmp_path / "lone").mkdir()
+    with pytest.raises(DeephError, match="metadata.json"):
+        CrystalSettings.of_structure(tmp_path / "lone")
