@@ -84,7 +84,8 @@ class TrainConfig:
         init_from: inference bundle folder (``models/<name>/``) to start from: fine-tuning.
         batch_size: structures per step, over all devices and hosts.
         steps: optimizer steps of the run.
-        time_limit_minutes: stop (as at the last step: save, evaluate, export) after this wall time.
+        time_limit_minutes: stop (as at the last step: save, evaluate, export) after this wall time of one
+            invocation; ``--resume`` continues with the time afresh (a job scheduler's limit, not the run's).
         lr: peak learning rate; warmup_steps: linear warmup from 0 to ``lr``.
         schedule: ``cosine`` (decay to ``final_lr_fraction * lr`` at ``steps``) or ``constant``.
         weight_decay: AdamW's decoupled weight decay.

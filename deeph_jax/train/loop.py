@@ -81,9 +81,14 @@ class Progress:
     best_mae_eV: float | None = None  # best validation H MAE so far
     recent: list[tuple[float, float]] = field(default_factory=list)  # (loss, MAE H eV) per step
     last_epoch: int | None = None
+    t_invocation: float = field(default_factory=time.perf_counter)  # perf_counter when this process took over
 
     def wall_time_s(self) -> float:
         return time.perf_counter() - self.t_start
+
+    def invocation_time_s(self) -> float:
+        """Wall time of this invocation alone: what a job scheduler's limit counts."""
+        return time.perf_counter() - self.t_invocation
 
 
 class Trainer:
@@ -341,7 +346,7 @@ class Trainer:
                 progress.recent.append((loss, mae))
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3e}", mae_meV=f"{1e3 * mae:.1f}")
-                if tc.time_limit_minutes and progress.wall_time_s() > 60 * tc.time_limit_minutes:
+                if tc.time_limit_minutes and progress.invocation_time_s() > 60 * tc.time_limit_minutes:
                     bar.write(f"time limit of {tc.time_limit_minutes} min reached at step {step}")
                     total = step
                 self.record(step, epoch, step == total, state, ckpts, progress, bar.write)

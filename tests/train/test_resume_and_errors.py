@@ -102,3 +102,20 @@ def test_resume_with_a_different_basis_is_refused(water_sto3g, tmp_path):
         info_file.write_text(json.dumps(info))
     with pytest.raises(DeephError, match="differs from the checkpoint"):
         Trainer(tiny_config(other), run, resume=True)
+
+
+def test_time_limit_counts_one_invocation(water_sto3g, tmp_path):
+    """A time limit is a job scheduler's: --resume gets it afresh, however long the run's earlier invocations took
+    (counting the run's total wall time, a run past its limit took one step per resume)."""
+    from deeph_jax.train.loop import train
+
+    run = tmp_path / "run"
+    first = train(tiny_config(water_sto3g, steps=3, checkpoint_every=1, time_limit_minutes=1e-6), run)
+    assert first["steps"] == 1
+    metrics = run / "metrics.csv"
+    header, *rows = metrics.read_text().splitlines()
+    col = header.split(",").index("wall_time_s")
+    aged = [",".join("1e6" if k == col else v for k, v in enumerate(r.split(","))) for r in rows]
+    metrics.write_text("\n".join([header, *aged]) + "\n")  # as if the first invocation had run 11 days
+    second = train(load_config(run / "config.yaml", ["train.time_limit_minutes=10"]), run, resume=True)
+    assert second["steps"] == 3
