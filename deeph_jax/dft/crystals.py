@@ -24,7 +24,6 @@ vacuum (one k-point along it).
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -39,6 +38,7 @@ from deeph_jax.dft.runner import SCFNotConverged, run_dataset
 from deeph_jax.errors import DeephError
 from deeph_jax.io import BlockSparse, DeephStructure, Structure, validate_structure, write_deeph_dir
 from deeph_jax.io.atomic import atomic_directory
+from deeph_jax.io.deeph import read_json_object
 from deeph_jax.units import ANGSTROM_TO_BOHR, HARTREE_TO_EV
 
 VACUUM_GAP = 6.0  # Angstrom of empty space along a direction that makes it a vacuum direction
@@ -130,8 +130,11 @@ class CrystalSettings:
             raise DeephError("no metadata.json beside the structure folder: the dataset's DFT settings are unknown",
                              meta_path)
         info_path = folder / "info.json"
-        info = json.loads(info_path.read_text()) if info_path.is_file() else None
-        return cls.from_metadata(json.loads(meta_path.read_text()), info)
+        info = read_json_object(info_path) if info_path.is_file() else None
+        try:
+            return cls.from_metadata(read_json_object(meta_path), info)
+        except KeyError as err:
+            raise DeephError(f"no {err} recorded: not a dataset of deeph-jax generate crystal", meta_path) from None
 
     def meshes(self, structure: Structure) -> tuple[tuple, tuple, tuple]:
         """(SCF mesh, dense mesh, vacuum directions) for ``structure``."""

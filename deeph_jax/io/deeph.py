@@ -84,8 +84,8 @@ class DeephStructure:
 MAX_SHELL_L = 8  # beyond any Gaussian or numerical atomic basis in use (k shells); larger is garbage
 
 
-def read_info(path: str | Path) -> dict:
-    """info.json as a dict, its keys checked for presence and type (see :func:`check_info`)."""
+def read_json_object(path: str | Path) -> dict:
+    """A JSON file holding one object (info.json, metadata.json), as a dict; anything else is a one-line error."""
     path = Path(path)
     if not path.is_file():
         raise DeephError("file not found", path)
@@ -99,6 +99,13 @@ def read_info(path: str | Path) -> dict:
         raise DeephError(f"cannot read ({exc})", path) from None
     if not isinstance(info, dict):
         raise DeephError(f"expected a JSON object, found a {type(info).__name__}", path)
+    return info
+
+
+def read_info(path: str | Path) -> dict:
+    """info.json as a dict, its keys checked for presence and type (see :func:`check_info`)."""
+    path = Path(path)
+    info = read_json_object(path)
     missing = [k for k in REQUIRED_INFO_KEYS if k not in info]
     if missing:
         raise DeephError(f"missing key(s) {', '.join(missing)}", path)

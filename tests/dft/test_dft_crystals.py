@@ -220,3 +220,9 @@ def test_settings_of_structure_reads_the_recorded_settings(tmp_path):
     (tmp_path / "lone").mkdir()
     with pytest.raises(DeephError, match="metadata.json"):
         CrystalSettings.of_structure(tmp_path / "lone")
+    (tmp_path / "set" / "metadata.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "cutoff_A"}))
+    with pytest.raises(DeephError, match=r"metadata.json.*'cutoff_A'"):
+        CrystalSettings.of_structure(tmp_path / "set" / "00000")
+    (tmp_path / "set" / "metadata.json").write_text(json.dumps(meta)[:-9])
+    with pytest.raises(DeephError, match=r"metadata.json.*not valid JSON"):
+        CrystalSettings.of_structure(tmp_path / "set" / "00000")
