@@ -26,9 +26,10 @@ import numpy as np
 
 from deeph_jax.builders.twisted_bilayer import (CELL_HEIGHT, GRAPHENE_A, INTERLAYER, shifted_bilayer, twist_angle,
                                                 twisted_bilayer)
-from deeph_jax.dft.crystals import VACUUM_GAP, CrystalSource
+from deeph_jax.dft.crystals import CrystalSource
 from deeph_jax.errors import DeephError
 from deeph_jax.io import Structure
+from deeph_jax.io.structures import VACUUM_GAP
 
 SHIFTED = "bilayer-graphene"
 TWISTED = "twisted-bilayer"

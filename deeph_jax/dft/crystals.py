@@ -39,9 +39,8 @@ from deeph_jax.errors import DeephError
 from deeph_jax.io import BlockSparse, DeephStructure, Structure, validate_structure, write_deeph_dir
 from deeph_jax.io.atomic import atomic_directory
 from deeph_jax.io.deeph import read_json_object
+from deeph_jax.io.structures import VACUUM_GAP, vacuum_directions
 from deeph_jax.units import ANGSTROM_TO_BOHR, HARTREE_TO_EV
-
-VACUUM_GAP = 6.0  # Angstrom of empty space along a direction that makes it a vacuum direction
 
 NAMED = {
     "hbn": {"a": 2.504, "species": ("B", "N"), "kind": "sheet"},
@@ -72,21 +71,6 @@ def supercell(structure: Structure, reps) -> Structure:
     pos = np.concatenate([structure.positions + t @ structure.cell for t in images])
     symbols = tuple(structure.symbols) * len(images)
     return Structure(symbols, pos, structure.cell * np.asarray(reps)[:, None], periodic=True)
-
-
-def vacuum_directions(structure: Structure, gap: float = VACUUM_GAP) -> tuple[bool, bool, bool]:
-    """For each lattice direction, whether the atoms leave an empty slab at least ``gap`` A thick."""
-    cell = structure.cell
-    vol = abs(np.linalg.det(cell))
-    frac = structure.frac_positions % 1.0
-    out = []
-    for a in range(3):
-        b, c = [x for x in range(3) if x != a]
-        height = vol / np.linalg.norm(np.cross(cell[b], cell[c]))
-        f = np.sort(frac[:, a])
-        gaps = np.diff(np.concatenate([f, [f[0] + 1.0]]))
-        out.append(bool(gaps.max() * height >= gap))
-    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -24,21 +24,28 @@ from deeph_jax.graph.pairs import Cutoff, PairGraph, build_graph
 from deeph_jax.physics.ewald import DIRECT_MAX_TERMS, long_range_kernel, long_range_potential, use_direct_sum
 
 
+# Atoms above which a structure's dense kernel (n_atoms^2 floats, in every training batch) is refused.
+CHARGE_KERNEL_MAX_ATOMS = 2000
+
+
+def element_charges(symbols: Sequence[str], elements: Sequence[str]) -> np.ndarray:
+    """(n_atoms, n_elements): column e is the neutral charge set 1_e - x_e (x_e the fraction of element e)."""
+    sym = np.asarray(symbols)
+    return np.stack([(sym == e).astype(np.float64) - np.mean(sym == e) for e in elements], axis=1)
+
+
 def element_potentials(positions: np.ndarray, cell: np.ndarray | None, symbols: Sequence[str],
                        elements: Sequence[str], alpha: float, direct_max_terms: float = DIRECT_MAX_TERMS) -> np.ndarray:
     """Psi (n_atoms, n_elements), eV per unit charge: column e is the long-range potential of the neutral
     charge set 1_e - x_e. Periodic cells are summed in 3D in their own cell (``cell`` rows, Angstrom), by the
     rule of :func:`deeph_jax.physics.ewald.use_direct_sum` (``direct_max_terms`` overrides its bound);
-    ``cell=None`` is a molecule (open boundaries, direct). One kernel serves every column of a direct sum."""
-    sym = np.asarray(symbols)
-    charges = np.stack([(sym == e).astype(np.float64) - np.mean(sym == e) for e in elements], axis=1)
-    if use_direct_sum(len(sym), cell, alpha, direct_max_terms=direct_max_terms):
+    ``cell=None`` is a molecule (open boundaries, direct). One dense kernel serves every column of a direct sum
+    up to :data:`CHARGE_KERNEL_MAX_ATOMS` atoms; larger molecules or flakes sum each column in blocks of rows."""
+    charges = element_charges(symbols, elements)
+    if use_direct_sum(len(charges), cell, alpha, direct_max_terms=direct_max_terms) \
+            and len(charges) <= CHARGE_KERNEL_MAX_ATOMS:
         return long_range_kernel(positions, cell, alpha) @ charges
     return np.stack([long_range_potential(positions, cell, q, alpha, direct_max_atoms=0) for q in charges.T], axis=1)
-
-
-# Atoms above which a structure's dense kernel (n_atoms^2 floats, in every training batch) is refused.
-CHARGE_KERNEL_MAX_ATOMS = 2000
 
 
 def attach_long_range(graph: PairGraph, elements: Sequence[str], alpha: float | None, periodic: bool,
@@ -55,7 +62,9 @@ def attach_long_range(graph: PairGraph, elements: Sequence[str], alpha: float | 
             raise ValueError(f"a dense charge kernel for {graph.n_nodes} atoms (> {CHARGE_KERNEL_MAX_ATOMS}) is "
                              f"too large to train on; predict such structures with attach_charge_potentials")
         kernel = long_range_kernel(graph.positions, cell, alpha)
-    potentials = element_potentials(graph.positions, cell, graph.symbols, elements, alpha)
+        potentials = kernel @ element_charges(graph.symbols, elements)  # the same sum as the charges' potential
+    else:
+        potentials = element_potentials(graph.positions, cell, graph.symbols, elements, alpha)
     return replace(graph, node_potentials=potentials, charge_kernel=kernel)
 
 
@@ -68,4 +77,4 @@ def build_model_graph(structure, cutoff: Cutoff, elements: Sequence[str],
                              charge_kernel)
 
 
-__all__ = ["CHARGE_KERNEL_MAX_ATOMS", "attach_long_range", "build_model_graph", "element_potentials"]
+__all__ = ["CHARGE_KERNEL_MAX_ATOMS", "attach_long_range", "build_model_graph", "element_charges", "element_potentials"]

@@ -11,6 +11,7 @@ import numpy as np
 from deeph_jax.errors import DeephError
 
 MIN_ATOM_DISTANCE = 0.1  # Angstrom; closer atoms are a broken structure, not physics
+VACUUM_GAP = 6.0  # Angstrom of empty space along a direction that makes it a vacuum direction
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,6 +56,33 @@ class Structure:
 
     def as_molecule(self) -> "Structure":
         return Structure(self.symbols, self.positions, self.cell, periodic=False)
+
+
+def _plane_spacings(cell: np.ndarray) -> np.ndarray:
+    """(3,) distance between neighbouring lattice planes along each direction (Angstrom): the cell's height."""
+    vol = abs(np.linalg.det(cell))
+    return np.asarray([vol / np.linalg.norm(np.cross(cell[(a + 1) % 3], cell[(a + 2) % 3])) for a in range(3)])
+
+
+def vacuum_directions(structure: Structure, gap: float = VACUUM_GAP) -> tuple[bool, bool, bool]:
+    """For each lattice direction, whether the atoms leave an empty slab at least ``gap`` A thick."""
+    heights = _plane_spacings(structure.cell)
+    frac = structure.frac_positions % 1.0
+    out = []
+    for a in range(3):
+        f = np.sort(frac[:, a])
+        gaps = np.diff(np.concatenate([f, [f[0] + 1.0]]))
+        out.append(bool(gaps.max() * heights[a] >= gap))
+    return tuple(out)
+
+
+def vacuum_heights(structure: Structure, gap: float = VACUUM_GAP) -> list[float]:
+    """The cell's heights (Angstrom, between lattice planes) along its vacuum directions: a sheet's cell height.
+    Periodic DFT's energy zero, the mean electrostatic potential of the cell, moves with it."""
+    if not structure.periodic:
+        return []
+    heights = _plane_spacings(structure.cell)
+    return [float(heights[a]) for a, v in enumerate(vacuum_directions(structure, gap)) if v]
 
 
 def validate_structure(structure: Structure, path=None) -> Structure:

@@ -84,6 +84,8 @@ class ModelConfig:
             raise ValueError(f"long_range_alpha must lie in [0.05, 2] 1/A (or null for none), got {self.long_range_alpha}")
         if self.long_range_charges and self.long_range_alpha is None:
             raise ValueError("long_range_charges needs the long-range channel: set long_range_alpha too")
+        if self.num_radial < 2:
+            raise ValueError(f"num_radial must be at least 2, got {self.num_radial}")
         if self.spin not in SPIN_MODES:
             raise ValueError(f"spin = {self.spin!r}: must be one of {', '.join(SPIN_MODES)}")
 

@@ -54,7 +54,8 @@ def use_direct_sum(n_atoms: int, cell: np.ndarray | None, alpha: float, direct_m
 
 
 def _reciprocal_vectors(cell: np.ndarray, alpha: float, accuracy: float) -> np.ndarray:
-    """All G != 0 of the cell's reciprocal lattice with exp(-G^2 / 4 alpha^2) / G^2 above ``accuracy`` (1/A)."""
+    """All G != 0 of the cell's reciprocal lattice with exp(-G^2 / 4 alpha^2) above ``accuracy`` (1/A): a
+    bound on the terms exp(-G^2 / 4 alpha^2) / G^2 that errs on the safe side."""
     recip = 2 * np.pi * np.linalg.inv(cell).T
     g_max = _g_max(alpha, accuracy)
     n_max = [int(math.ceil(g_max * np.linalg.norm(cell[a]) / (2 * np.pi))) for a in range(3)]
@@ -75,6 +76,9 @@ def _real_space_images(cell: np.ndarray, r_max: float) -> np.ndarray:
     n = [int(math.ceil(span / h)) for h in heights]
     grids = np.meshgrid(*[np.arange(-k, k + 1) for k in n], indexing="ij")
     return np.stack([g.ravel() for g in grids], axis=1) @ cell
+
+
+_KERNEL_SLICE = 1 << 21  # atoms x reciprocal vectors per slice of long_range_kernel's sum (16 MB arrays)
 
 
 def long_range_kernel(positions: np.ndarray, cell: np.ndarray | None, alpha: float,
@@ -100,10 +104,15 @@ def long_range_kernel(positions: np.ndarray, cell: np.ndarray | None, alpha: flo
     g = _reciprocal_vectors(cell, alpha, accuracy)
     g2 = np.einsum("ij,ij->i", g, g)
     weight = 4 * np.pi / volume * np.exp(-g2 / (4 * alpha**2)) / g2
-    # cos(G . (r_j - r_i)) = cos(G.r_j) cos(G.r_i) + sin(G.r_j) sin(G.r_i): N x N_G work, not N^2 x N_G.
-    phase = pos @ g.T
-    c, s = np.cos(phase), np.sin(phase)
-    k = (c * weight) @ c.T + (s * weight) @ s.T
+    # cos(G . (r_j - r_i)) = cos(G.r_j) cos(G.r_i) + sin(G.r_j) sin(G.r_i): N x N_G work, not N^2 x N_G; in
+    # slices of G, so that no N x N_G array is held (~1e5 G per atom at alpha = 1/A in a 1,000-atom sheet).
+    k = np.zeros((len(pos), len(pos)))
+    step = max(1, _KERNEL_SLICE // max(1, len(pos)))
+    for start in range(0, len(g), step):
+        phase = pos @ g[start:start + step].T
+        c, s = np.cos(phase), np.sin(phase)
+        w = weight[start:start + step]
+        k += (c * w) @ c.T + (s * w) @ s.T
     # The reciprocal sum includes the atom's own smeared charge at R = 0; its value there is 2 alpha / sqrt(pi).
     k[np.diag_indices_from(k)] -= 2 * alpha / math.sqrt(math.pi)
     return COULOMB_EV_A * k
@@ -195,11 +204,12 @@ def pme_long_range_potential(positions: np.ndarray, cell: np.ndarray, charges: n
 
     The charges are spread on a grid of the cell with B-splines of ``order``, convolved with the
     reciprocal-space Ewald kernel by FFTs and interpolated back; the atom's own smeared charge is removed
-    as in :func:`long_range_kernel`. Accuracy ~1e-6 relative with the defaults (grid spacing 0.8 A,
+    as in :func:`long_range_kernel`. The charges must be neutral (:func:`check_neutral`). Accuracy ~1e-6 relative with the defaults (grid spacing 0.8 A,
     order 6, alpha <= 0.35 / A), tested against the direct sum.
     """
     from scipy import fft
 
+    check_neutral(charges)
     cell = np.asarray(cell, dtype=np.float64)
     pos = np.asarray(positions, dtype=np.float64)
     q = np.asarray(charges, dtype=np.float64)
@@ -263,13 +273,49 @@ def erf_difference_potential(positions: np.ndarray, cell: np.ndarray, charges: n
     return COULOMB_EV_A * np.bincount(i, term, minlength=len(pos))
 
 
+NEUTRALITY_TOLERANCE = 1e-6  # |sum q| allowed, relative to max(1, sum |q|)
+
+
+def check_neutral(charges: np.ndarray) -> None:
+    """Raise ValueError unless the charges (e) sum to zero. In a periodic cell the dropped G = 0 term of a net
+    charge Q is a constant -k_e pi Q / (alpha^2 V) that depends on alpha, so the direct and mesh routes, and a
+    structure and its supercell, would disagree by it."""
+    q = np.asarray(charges, dtype=np.float64)
+    total = float(q.sum())
+    if abs(total) > NEUTRALITY_TOLERANCE * max(1.0, float(np.abs(q).sum())):
+        raise ValueError(f"the long-range potential of a periodic cell needs neutral charges; these sum to {total:.3g} e")
+
+
+_OPEN_ROWS = 2048  # atoms per block of the open-boundary sum: 2048 x N distances at a time
+
+
+def open_long_range_potential(positions: np.ndarray, charges: np.ndarray, alpha: float) -> np.ndarray:
+    """phi_long (eV per e) with open boundaries (a molecule, a flake): k_e sum'_j q_j erf(alpha r_ij) / r_ij,
+    in blocks of rows, so memory is O(N) (time O(N^2): ~10^5 atoms in minutes)."""
+    pos = np.asarray(positions, dtype=np.float64)
+    q = np.asarray(charges, dtype=np.float64)
+    phi = np.empty(len(pos))
+    for start in range(0, len(pos), _OPEN_ROWS):
+        r = np.linalg.norm(pos[None, :, :] - pos[start:start + _OPEN_ROWS, None, :], axis=-1)
+        rows = np.arange(len(r))
+        r[rows, start + rows] = 1.0
+        k = erf(alpha * r) / r
+        k[rows, start + rows] = 0.0
+        phi[start:start + len(r)] = k @ q
+    return COULOMB_EV_A * phi
+
+
 def long_range_potential(positions: np.ndarray, cell: np.ndarray | None, charges: np.ndarray, alpha: float,
                          direct_max_atoms: int = 2000, direct_max_terms: float = DIRECT_MAX_TERMS) -> np.ndarray:
     """phi_long (eV per e): the direct kernel for small structures, particle-mesh Ewald for large cells
-    (:func:`use_direct_sum`).
+    (:func:`use_direct_sum`); periodic cells need neutral charges (:func:`check_neutral`).
 
-    Molecules always use the direct sum (O(N^2), fine for molecules). Above :data:`PME_ALPHA_MAX` the mesh runs
-    at that alpha and :func:`erf_difference_potential` adds the rest in real space."""
+    Molecules (``cell`` None) use the direct sum in blocks of rows (:func:`open_long_range_potential`). Above
+    :data:`PME_ALPHA_MAX` the mesh runs at that alpha and :func:`erf_difference_potential` adds the rest in real
+    space."""
+    if cell is None:
+        return open_long_range_potential(positions, charges, alpha)
+    check_neutral(charges)
     if use_direct_sum(len(positions), cell, alpha, direct_max_atoms, direct_max_terms):
         return long_range_kernel(positions, cell, alpha) @ np.asarray(charges, dtype=np.float64)
     alpha_mesh = min(alpha, PME_ALPHA_MAX)
@@ -279,5 +325,6 @@ def long_range_potential(positions: np.ndarray, cell: np.ndarray | None, charges
     return phi
 
 
-__all__ = ["COULOMB_EV_A", "DIRECT_MAX_TERMS", "PME_ALPHA_MAX", "direct_sum_terms", "erf_difference_potential", "ewald_potential", "long_range_kernel",
-           "long_range_potential", "pme_long_range_potential", "short_range_potential", "use_direct_sum"]
+__all__ = ["COULOMB_EV_A", "DIRECT_MAX_TERMS", "PME_ALPHA_MAX", "check_neutral", "direct_sum_terms",
+           "erf_difference_potential", "ewald_potential", "long_range_kernel", "long_range_potential",
+           "open_long_range_potential", "pme_long_range_potential", "short_range_potential", "use_direct_sum"]

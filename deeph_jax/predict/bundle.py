@@ -54,24 +54,31 @@ def load_bundle(path: str | Path):
 
 
 def training_metadata(dirs) -> dict:
-    """What a bundle records of its training data: basis/xc/pseudopotential names and the
+    """What a bundle records of its training data: basis/xc/pseudopotential names, the
     valence electrons per element implied by the structures' ``occupation`` (least squares over
-    compositions, kept only when integral and exact for every structure)."""
+    compositions, kept only when integral and exact for every structure), and the range of cell heights
+    along the vacuum of sheets and wires (``vacuum_heights_A``: periodic DFT's energy zero depends on it)."""
     from collections import Counter
 
     from deeph_jax.io import read_info, read_poscar
+    from deeph_jax.io.structures import vacuum_heights
 
     meta: dict = {}
     rows, occ = [], []
     elements: list[str] = []
+    heights: list[float] = []
     for d in dirs:
         info = read_info(Path(d) / "info.json")
         for key in ("basis", "xc", "pseudopotential"):
             if info.get(key) and key not in meta:
                 meta[key] = info[key]
+        structure = read_poscar(Path(d) / "POSCAR")
+        vacuum = vacuum_heights(structure)
+        if len(vacuum) < 3:  # a sheet or a wire; a molecule in its box has vacuum all round and no energy zero issue
+            heights += vacuum
         if info.get("occupation") is None:
             continue
-        counts = Counter(read_poscar(Path(d) / "POSCAR").symbols)
+        counts = Counter(structure.symbols)
         elements = sorted(set(elements) | set(counts))
         rows.append(counts)
         occ.append(float(info["occupation"]))
@@ -86,6 +93,8 @@ def training_metadata(dirs) -> dict:
             v = x if np.allclose(A @ x, occ) and np.all(x > 0) else None
         if v is not None:
             meta["valence_electrons"] = {e: int(n) for e, n in zip(elements, v)}
+    if heights:
+        meta["vacuum_heights_A"] = [round(min(heights), 3), round(max(heights), 3)]
     return meta
 
 

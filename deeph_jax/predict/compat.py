@@ -43,6 +43,30 @@ def check_shells(model_basis: OrbitalBasis, data_basis: OrbitalBasis, symbols, p
                              f"basis has {list(model_basis.shells[el])}", path)
 
 
+VACUUM_HEIGHT_TOLERANCE = 0.5  # Angstrom
+
+
+def vacuum_mismatch(metadata: dict, structure) -> str | None:
+    """Why ``structure``'s vacuum differs from the training cells' (``vacuum_heights_A`` in the bundle's
+    metadata), or None. Periodic DFT puts the energy zero at the cell's mean electrostatic potential, which
+    moves with the height of the vacuum (and a rattled sheet's dipole field across it, which the long-range
+    channel sums in the cell): predicted energies keep the training cells' reference."""
+    from deeph_jax.io.structures import vacuum_heights
+
+    trained = metadata.get("vacuum_heights_A")
+    heights = vacuum_heights(structure)
+    if not trained or not heights or len(heights) == 3:
+        return None
+    lo, hi = trained
+    off = [h for h in heights if not lo - VACUUM_HEIGHT_TOLERANCE <= h <= hi + VACUUM_HEIGHT_TOLERANCE]
+    if not off:
+        return None
+    span = f"{lo:.2f} A" if abs(hi - lo) < 1e-3 else f"{lo:.2f}-{hi:.2f} A"
+    return (f"the cell is {off[0]:.2f} A high across its vacuum, the training cells {span}: periodic DFT's energy "
+            f"zero moves with that height, so predicted energies follow the training cells' reference, not this "
+            f"cell's")
+
+
 def check_folder(predictor, folder: Path) -> None:
     """One DeepH structure folder against ``predictor``: info.json and POSCAR only (no h5 read)."""
     data = read_deeph_dir(folder, hamiltonian=None, overlap=False)  # also checks info.json against POSCAR

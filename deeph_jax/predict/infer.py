@@ -13,6 +13,7 @@ whole structure. Chunks are spread round-robin over the local devices.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ from deeph_jax.graph import PairGraph, batch_graphs, build_model_graph
 from deeph_jax.io import BlockSparse, OrbitalBasis, Structure
 from deeph_jax.predict.bundle import load_bundle
 from deeph_jax.predict.chunks import Chunk, make_chunks, model_hops
+from deeph_jax.predict.compat import vacuum_mismatch
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -74,6 +78,9 @@ class Predictor:
         if moments is not None and spin != "collinear":
             raise DeephError(f"magnetic moments given, but the model (spin = {spin}) takes none; only "
                              f"collinear-spin models do", self.path)
+        mismatch = vacuum_mismatch(self.metadata, structure)
+        if mismatch:
+            logger.warning("%s", mismatch)
         graph = build_model_graph(structure, self.config.cutoff, self.elements, self.config.long_range_alpha)
         if self.config.long_range_charges:
             from deeph_jax.predict.charges import attach_charge_potentials

@@ -88,3 +88,5 @@ def test_bad_irreps_fail_at_build():
         HamiltonianNet(ModelConfig(edge_channels=(8, 4, 2, 0, 0)), basis)
     with pytest.raises(ValueError, match="entries"):
         ModelConfig(lmax=3)
+    with pytest.raises(ValueError, match="num_radial must be at least 2"):
+        ModelConfig(num_radial=1)  # the charge net's Gaussian widths divide by num_radial - 1
