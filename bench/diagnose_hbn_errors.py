@@ -7,7 +7,8 @@ For each DFT cell: predict H, then build two hybrids, predicted hoppings with th
 (i, i, R=0) and DFT hoppings with the predicted on-site blocks, and compare the bands of all four
 Hamiltonians (DFT, predicted, the two hybrids; same exact S) with DFT's at the supercell's Gamma, M, K and
 one generic k-point: the mean |E - E_DFT| over eigenvalues within 3 eV of the DFT Fermi level, absolute and
-after removing the mean offset. Then the on-site residuals (predicted - DFT, the s diagonal and the mean p
+after removing the mean offset. The band edges (on a 6 x 6 mesh of the supercell's zone): how far each moves,
+split to first order into on-site blocks and hoppings, and the atoms its state sits on. Then the on-site residuals (predicted - DFT, the s diagonal and the mean p
 diagonal) and the DFT on-site energies themselves (minus each element's mean), correlated per element with
 the Ewald potential of fixed point charges +1 (B) / -1 (N) at the rattled positions in the DFT cell, and the
 residuals with its long-range (erf) part alone.
@@ -27,6 +28,8 @@ sys.path.insert(0, str(REPO))  # run this checkout, not another installed copy
 KPOINTS = np.array([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [1 / 3, 1 / 3, 0.0], [0.137, 0.291, 0.0]])
 WINDOW_EV = 3.0
 LONG_RANGE_ALPHA = 0.3  # 1/A: the erf part of the potential, beyond what a 3.5 A message radius sees
+EDGE_MESH = 6  # k-points per periodic direction on which the band edges are looked for
+EDGE_SHELLS_A = (0.0, 2.0, 3.2, 5.0, 8.0, 20.0)  # hopping distances: first, second + third neighbours, ...
 
 
 def with_onsite_from(target, source):
@@ -77,6 +80,60 @@ def correlations(values: np.ndarray, phi: np.ndarray, symbols) -> dict:
     return out
 
 
+def hopping_shells(data, pred) -> list:
+    """(label, dH) per shell of :data:`EDGE_SHELLS_A`: predicted - DFT, the hoppings (all but on-site blocks)
+    whose atoms lie that far apart (BlockSparse)."""
+    from deeph_jax.io import BlockSparse
+
+    pos, cell = data.structure.positions, data.structure.cell
+    blocks = {}
+    for key, block in data.hamiltonian.blocks():
+        R, i, j = np.asarray(key[:3]), key[3], key[4]
+        blocks[key] = (np.linalg.norm(pos[j] + R @ cell - pos[i]), pred.get(key[:3], i, j) - block)
+    shells = []
+    for lo, hi in zip(EDGE_SHELLS_A[:-1], EDGE_SHELLS_A[1:]):
+        picked = {key: b for key, (d, b) in blocks.items() if lo < d <= hi and d > 1e-6}
+        shells.append((f"{lo:g}-{hi:g} A", BlockSparse.from_blocks(picked)))
+    return shells
+
+
+def band_edges(data, pred, mesh: int = EDGE_MESH) -> dict:
+    """The DFT valence and conduction band edges on a mesh x mesh grid of the supercell's Brillouin zone, and
+    what moves them in the predicted H: the exact shift, and to first order <psi|dH|psi> split into on-site
+    blocks and hoppings (same exact S); with the atoms that hold most of each edge state (Mulliken weight) and
+    the on-site part on each. In rattled cells the edge states sit on the most distorted sites."""
+    offsets = data.atom_offsets
+    n_occ = int(round(data.info["occupation"])) // 2
+    onsite_only = with_onsite_from(data.hamiltonian, pred)
+    shells = hopping_shells(data, pred)
+    edges = {}
+    for k in [np.array([i / mesh, j / mesh, 0.0]) for i in range(mesh) for j in range(mesh)]:
+        h = data.hamiltonian.bloch_dense(k, offsets)
+        s = data.overlap.bloch_dense(k, offsets)
+        e, v = scipy.linalg.eigh(h, s)
+        for name, n, sign in (("valence", n_occ - 1, 1.0), ("conduction", n_occ, -1.0)):
+            if name in edges and sign * e[n] <= sign * edges[name]["dft_eV"]:
+                continue
+            h_pred = pred.bloch_dense(k, offsets)
+            d_on = onsite_only.bloch_dense(k, offsets) - h
+            psi = v[:, n]
+            weight = np.add.reduceat(np.real(psi.conj() * (s @ psi)), offsets[:-1])
+            per_atom = [float(np.real(psi[a:b].conj() @ d_on[a:b, a:b] @ psi[a:b]))
+                        for a, b in zip(offsets[:-1], offsets[1:])]
+            first = float(np.real(psi.conj() @ (h_pred - h) @ psi))
+            onsite = float(np.real(psi.conj() @ d_on @ psi))
+            top = np.argsort(-weight)[:3]
+            edges[name] = {
+                "k": k.tolist(), "dft_eV": float(e[n]),
+                "shift_meV": 1e3 * float(scipy.linalg.eigh(h_pred, s, eigvals_only=True)[n] - e[n]),
+                "first_order_meV": 1e3 * first, "onsite_meV": 1e3 * onsite, "hoppings_meV": 1e3 * (first - onsite),
+                "hoppings_by_distance_meV": {label: 1e3 * float(np.real(psi.conj() @ dh.bloch_dense(k, offsets) @ psi))
+                                             for label, dh in shells},
+                "top_atoms": [{"atom": int(i), "element": data.structure.symbols[i], "weight": float(weight[i]),
+                               "onsite_meV": 1e3 * per_atom[i]} for i in top]}
+    return edges
+
+
 def diagnose(src: Path, predictor, out: Path) -> dict:
     from deeph_jax.io import read_deeph_dir
     from deeph_jax.physics.ewald import ewald_potential, long_range_kernel
@@ -106,6 +163,7 @@ def diagnose(src: Path, predictor, out: Path) -> dict:
                                  "p": correlations(p_pred - p_dft, phi_long, symbols)},
         "residual_rms_meV": {"s": 1e3 * float(np.sqrt(np.mean((s_pred - s_dft) ** 2))),
                              "p": 1e3 * float(np.sqrt(np.mean((p_pred - p_dft) ** 2)))},
+        "band_edges": band_edges(dft, pred),
     }
 
 
@@ -132,6 +190,14 @@ def main() -> None:
                              for orb, per in r[what].items() for el, c in per.items())
             print(f"  {what}: {text}")
         print(f"  on-site residual rms: s {r['residual_rms_meV']['s']:.0f} meV, p {r['residual_rms_meV']['p']:.0f} meV")
+        for name, e in r["band_edges"].items():
+            atoms = ", ".join(f"{a['element']}{a['atom']} w {a['weight']:.2f} ({a['onsite_meV']:+.0f})"
+                              for a in e["top_atoms"])
+            print(f"  {name} edge {e['dft_eV']:.3f} eV: moved {e['shift_meV']:+.1f} meV; first order "
+                  f"{e['first_order_meV']:+.1f} = on-site {e['onsite_meV']:+.1f} + hoppings {e['hoppings_meV']:+.1f}; "
+                  f"on {atoms}")
+            print("    hoppings by distance: " + ", ".join(f"{label} {v:+.1f}" for label, v in
+                                                         e["hoppings_by_distance_meV"].items()))
     record = {"command": "python bench/diagnose_hbn_errors.py " + " ".join(
         f"--{k} {v}" for k, v in vars(args).items() if v is not None), "date": time.strftime("%Y-%m-%d"),
         "model": args.model, "dataset": args.dataset, "kpoints": KPOINTS.tolist(), "rows": rows}

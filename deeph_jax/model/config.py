@@ -51,6 +51,9 @@ class ModelConfig:
             ones: a charge transfer dq_i read from atom i's neighbours within the message cutoff
             (:class:`deeph_jax.model.long_range.ChargeNet`), neutral per structure, whose long-range potential
             joins the per-element one. Off by default; bundles without it load unchanged.
+        offsite_shift: let the output heads' learned constant shift act on off-site blocks too, as in
+            bundles made before 2026-12-07 (:func:`deeph_jax.predict.bundle.load_bundle` sets it for them):
+            the same at every distance, it biases every far block (:class:`deeph_jax.model.network.BlockHead`).
         spin: ``"none"`` (spinless H), ``"soc"`` (spin-orbit coupled H, complex (2a, 2b) blocks H0 x 1 +
             i sum_a Ha x sigma_a, time-reversal symmetric) or ``"collinear"`` (H-up and H-down for a
             magnetic configuration given as a signed moment per atom); see
@@ -72,6 +75,7 @@ class ModelConfig:
     radial_scale: bool = False
     spin: str = "none"
     long_range_charges: bool = False
+    offsite_shift: bool = False
 
     def __post_init__(self):
         for name in ("node_channels", "edge_channels", "tp_channels"):

@@ -44,7 +44,9 @@ def load_bundle(path: str | Path):
     if missing:
         raise DeephError(f"not an inference bundle (missing {', '.join(missing)})", path)
     try:
-        config = ModelConfig.from_dict(yaml.safe_load((path / "model.yaml").read_text()))
+        fields = yaml.safe_load((path / "model.yaml").read_text())
+        # Bundles older than the key trained with a shift on every block; they need it to predict as trained.
+        config = ModelConfig.from_dict({"offsite_shift": True, **fields} if isinstance(fields, dict) else fields)
         basis = OrbitalBasis.from_orbital_map(json.loads((path / "basis.json").read_text()))
         params = serialization.msgpack_restore((path / "params.msgpack").read_bytes())
         metadata = json.loads((path / "metadata.json").read_text())

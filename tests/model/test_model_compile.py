@@ -2,6 +2,7 @@
 gradients stay finite with self edges (zero vectors) present."""
 
 from functools import partial
+from pathlib import Path
 
 import jax
 import flax.linen as nn
@@ -90,3 +91,43 @@ def test_bad_irreps_fail_at_build():
         ModelConfig(lmax=3)
     with pytest.raises(ValueError, match="num_radial must be at least 2"):
         ModelConfig(num_radial=1)  # the charge net's Gaussian widths divide by num_radial - 1
+
+
+@pytest.mark.parametrize("offsite_shift", [False, True])
+def test_head_shift_acts_on_site_only_unless_asked(offsite_shift):
+    """A learned constant on off-site blocks is the same at every distance (a bias on every far block); the
+    heads keep it only for bundles trained with it. With the heads' Linear zeroed the blocks are the shifts."""
+    from deeph_jax.model.testing import graph_of, predict, random_params
+
+    graphs, _, basis = load(["25000"])  # ethanol
+    model = HamiltonianNet(tiny().replace(cutoff=CUTOFF + 1.0, offsite_shift=offsite_shift), basis)
+    batch = jax.tree_util.tree_map(jnp.asarray, batch_graphs(graphs, model_elements(basis)))
+    params = random_params(model, batch)
+
+    def zero_head_linear(path, leaf):
+        name = jax.tree_util.keystr(path)
+        return jnp.zeros_like(leaf) if "head_" in name and "'linear'" in name else leaf
+
+    params = jax.tree_util.tree_map_with_path(zero_head_linear, params)
+    h, s = predict(model.apply, params, graphs[0], basis, dtype=np.float64)
+    onsite = (graphs[0].senders == graphs[0].receivers) & ~graphs[0].shifts.any(1)
+    assert np.abs(h[onsite]).max() > 0.1 and np.abs(s[onsite]).max() > 0.1
+    far = np.abs(h[~onsite]).max(axis=(1, 2))
+    assert (far.min() > 0.1) if offsite_shift else (far.max() == 0.0 and np.abs(s[~onsite]).max() == 0.0)
+
+
+def test_bundles_without_the_key_keep_their_off_site_shift(tmp_path):
+    import shutil
+
+    import yaml
+
+    from deeph_jax.predict.bundle import load_bundle
+
+    shipped = Path(__file__).resolve().parents[2] / "models" / "water-pbe-def2svp"
+    assert "offsite_shift" not in yaml.safe_load((shipped / "model.yaml").read_text())
+    assert load_bundle(shipped)[0].offsite_shift  # trained with it: it predicts as trained
+    new = tmp_path / "new"
+    shutil.copytree(shipped, new)
+    fields = yaml.safe_load((new / "model.yaml").read_text())
+    (new / "model.yaml").write_text(yaml.safe_dump({**fields, "offsite_shift": False}))
+    assert not load_bundle(new)[0].offsite_shift
