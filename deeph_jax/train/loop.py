@@ -245,7 +245,10 @@ class Trainer:
         # A bundle without environment-dependent charges can seed a run with them: the charge net is new and
         # starts at zero output, so the run starts from the bundle's predictions.
         adds_charges = self.model_config.long_range_charges and not config.long_range_charges
-        same_but_charges = config.replace(long_range_charges=self.model_config.long_range_charges) == self.model_config
+        # A bundle trained with the off-site shift seeds a run without it: the same parameters, the shift then
+        # acts on on-site blocks only (the network learns what the far blocks lose).
+        same_but_charges = config.replace(long_range_charges=self.model_config.long_range_charges,
+                                          offsite_shift=self.model_config.offsite_shift) == self.model_config
         if basis != self.basis or not same_but_charges:
             raise DeephError("train.init_from bundle has a different basis or model config than this run "
                              f"(bundle basis {basis.to_orbital_map()})", path)
