@@ -8,10 +8,11 @@ For each DFT cell: predict H, then build two hybrids, predicted hoppings with th
 Hamiltonians (DFT, predicted, the two hybrids; same exact S) with DFT's at the supercell's Gamma, M, K and
 one generic k-point: the mean |E - E_DFT| over eigenvalues within 3 eV of the DFT Fermi level, absolute and
 after removing the mean offset. The band edges (on a 6 x 6 mesh of the supercell's zone): how far each moves,
-split to first order into on-site blocks and hoppings, and the atoms its state sits on. Then the on-site residuals (predicted - DFT, the s diagonal and the mean p
-diagonal) and the DFT on-site energies themselves (minus each element's mean), correlated per element with
-the Ewald potential of fixed point charges +1 (B) / -1 (N) at the rattled positions in the DFT cell, and the
-residuals with its long-range (erf) part alone.
+split to first order into on-site blocks and hoppings (these by distance), and the atoms its state sits on.
+Then the on-site residuals (predicted - DFT, the s diagonal and the mean p diagonal) and the DFT on-site
+energies themselves (minus each element's mean), correlated per element with the Ewald potential of fixed
+point charges +1 (B) / -1 (N) at the rattled positions in the DFT cell, and the residuals with its long-range
+(erf) part alone.
 """
 
 import argparse

@@ -283,9 +283,8 @@ class HamiltonianNet(nn.Module):
                               cfg.avg_num_neighbors, name=f"layer_{n}") for n, p in enumerate(build_plan(cfg))]
         nodes = cfg.radial_scale_nodes
         nodes = None if nodes is None else tuple(float(r) for r in nodes)
-        legacy = cfg.offsite_shift
-        head_h = BlockHead(layout, nodes, legacy, name="head_h")
-        head_s = BlockHead(layout, nodes, legacy, name="head_s")
+        head_h = BlockHead(layout, nodes, cfg.offsite_shift, name="head_h")
+        head_s = BlockHead(layout, nodes, cfg.offsite_shift, name="head_s")
         long_range = LongRangeShift(self.basis, name="long_range") if cfg.long_range_alpha is not None else None
         embed_moment = None
         if cfg.spin == "collinear":
@@ -329,7 +328,8 @@ class HamiltonianNet(nn.Module):
         edges = edge_features(None)
         h, s_blocks = spinless_blocks(edges)
         if cfg.spin == "soc":
-            h = soc_blocks(h, SpinOrbitHead(layout, cfg.offsite_shift, name="head_soc")(edges, kind, batch.mirror, edge_mask))
+            head_soc = SpinOrbitHead(layout, cfg.offsite_shift, name="head_soc")
+            h = soc_blocks(h, head_soc(edges, kind, batch.mirror, edge_mask))
         return h, s_blocks
 
 

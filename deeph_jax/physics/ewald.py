@@ -204,8 +204,8 @@ def pme_long_range_potential(positions: np.ndarray, cell: np.ndarray, charges: n
 
     The charges are spread on a grid of the cell with B-splines of ``order``, convolved with the
     reciprocal-space Ewald kernel by FFTs and interpolated back; the atom's own smeared charge is removed
-    as in :func:`long_range_kernel`. The charges must be neutral (:func:`check_neutral`). Accuracy ~1e-6 relative with the defaults (grid spacing 0.8 A,
-    order 6, alpha <= 0.35 / A), tested against the direct sum.
+    as in :func:`long_range_kernel`. The charges must be neutral (:func:`check_neutral`). Accuracy ~1e-6
+    relative with the defaults (grid spacing 0.8 A, order 6, alpha <= 0.35 / A), tested against the direct sum.
     """
     from scipy import fft
 
@@ -283,7 +283,8 @@ def check_neutral(charges: np.ndarray) -> None:
     q = np.asarray(charges, dtype=np.float64)
     total = float(q.sum())
     if abs(total) > NEUTRALITY_TOLERANCE * max(1.0, float(np.abs(q).sum())):
-        raise ValueError(f"the long-range potential of a periodic cell needs neutral charges; these sum to {total:.3g} e")
+        raise ValueError(f"the long-range potential of a periodic cell needs neutral charges; these sum to "
+                         f"{total:.3g} e")
 
 
 _OPEN_ROWS = 2048  # atoms per block of the open-boundary sum: 2048 x N distances at a time
