@@ -8,7 +8,8 @@ For each DFT cell: predict H, then build two hybrids, predicted hoppings with th
 Hamiltonians (DFT, predicted, the two hybrids; same exact S) with DFT's at the supercell's Gamma, M, K and
 one generic k-point: the mean |E - E_DFT| over eigenvalues within 3 eV of the DFT Fermi level, absolute and
 after removing the mean offset. The band edges (on a 6 x 6 mesh of the supercell's zone): how far each moves,
-split to first order into on-site blocks and hoppings (these by distance), and the atoms its state sits on.
+split to first order into on-site blocks and hoppings (these by distance), and the atoms its state sits on;
+the mean error of the pz-pz (pi) hoppings per element pair and neighbour shell.
 Then the on-site residuals (predicted - DFT, the s diagonal and the mean p diagonal) and the DFT on-site
 energies themselves (minus each element's mean), correlated per element with the Ewald potential of fixed
 point charges +1 (B) / -1 (N) at the rattled positions in the DFT cell, and the residuals with its long-range
@@ -31,6 +32,7 @@ WINDOW_EV = 3.0
 LONG_RANGE_ALPHA = 0.3  # 1/A: the erf part of the potential, beyond what a 3.5 A message radius sees
 EDGE_MESH = 6  # k-points per periodic direction on which the band edges are looked for
 EDGE_SHELLS_A = (0.0, 2.0, 3.2, 5.0, 8.0, 20.0)  # hopping distances: first, second + third neighbours, ...
+BIAS_SHELLS_A = (0.0, 2.0, 2.7, 3.2, 4.1, 4.7, 5.3, 6.5, 8.0, 20.0)  # hBN's neighbour shells, then wider bins
 
 
 def with_onsite_from(target, source):
@@ -96,6 +98,29 @@ def hopping_shells(data, pred) -> list:
         picked = {key: b for key, (d, b) in blocks.items() if lo < d <= hi and d > 1e-6}
         shells.append((f"{lo:g}-{hi:g} A", BlockSparse.from_blocks(picked)))
     return shells
+
+
+def pi_hopping_bias(data, pred) -> dict:
+    """Per element pair and distance shell of :data:`BIAS_SHELLS_A`: the mean and the mean |.| of predicted -
+    DFT pz-pz hoppings (meV; entry (2, 2) of a gth-szv s, p(m = -1, 0, 1) block), with DFT's mean value. The pi
+    bands near E_F are made of these; a bias common to a shell shifts them coherently, where noise averages."""
+    pos, cell, symbols = data.structure.positions, data.structure.cell, data.structure.symbols
+    rows: dict = {}
+    for key, block in data.hamiltonian.blocks():
+        R, i, j = np.asarray(key[:3]), key[3], key[4]
+        d = np.linalg.norm(pos[j] + R @ cell - pos[i])
+        if d < 1e-6 or symbols[i] > symbols[j]:  # on-site blocks; each unordered element pair once
+            continue
+        shell = int(np.searchsorted(BIAS_SHELLS_A, d)) - 1
+        rows.setdefault((symbols[i] + symbols[j], shell), []).append((pred.get(key[:3], i, j)[2, 2] - block[2, 2],
+                                                                      block[2, 2]))
+    out = {}
+    for (pair, shell), v in sorted(rows.items()):
+        v = 1e3 * np.asarray(v)
+        label = f"{pair} {BIAS_SHELLS_A[shell]:g}-{BIAS_SHELLS_A[shell + 1]:g} A"
+        out[label] = {"n": len(v), "dft_mean_meV": float(v[:, 1].mean()), "bias_meV": float(v[:, 0].mean()),
+                      "mae_meV": float(np.abs(v[:, 0]).mean())}
+    return out
 
 
 def band_edges(data, pred, mesh: int = EDGE_MESH) -> dict:
@@ -165,6 +190,7 @@ def diagnose(src: Path, predictor, out: Path) -> dict:
         "residual_rms_meV": {"s": 1e3 * float(np.sqrt(np.mean((s_pred - s_dft) ** 2))),
                              "p": 1e3 * float(np.sqrt(np.mean((p_pred - p_dft) ** 2)))},
         "band_edges": band_edges(dft, pred),
+        "pi_hopping_bias": pi_hopping_bias(dft, pred),
     }
 
 
@@ -199,6 +225,9 @@ def main() -> None:
                   f"on {atoms}")
             print("    hoppings by distance: " + ", ".join(f"{label} {v:+.1f}" for label, v in
                                                          e["hoppings_by_distance_meV"].items()))
+        print("  pz-pz hoppings, predicted - DFT (meV): " + "; ".join(
+            f"{label} {b['bias_meV']:+.1f} (|.| {b['mae_meV']:.1f}, DFT {b['dft_mean_meV']:+.0f})"
+            for label, b in r["pi_hopping_bias"].items() if b["n"] >= 4))
     record = {"command": "python bench/diagnose_hbn_errors.py " + " ".join(
         f"--{k} {v}" for k, v in vars(args).items() if v is not None), "date": time.strftime("%Y-%m-%d"),
         "model": args.model, "dataset": args.dataset, "kpoints": KPOINTS.tolist(), "rows": rows}
