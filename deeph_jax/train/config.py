@@ -102,6 +102,12 @@ class TrainConfig:
             ``eigen_max_atoms`` atoms. 0 (default) leaves it out. Spinful H: the levels of the whole spinful
             pencil. ``eigen_kpoints``: how many of the k-points (1 for molecules: without periodic images every
             k gives the same levels, and the second would double the cost for nothing).
+        shell_bias_weight: weight of the shell-bias loss (eV^2): the error of each off-site H entry averaged
+            over the blocks of one element pair whose length falls in one ``shell_bias_bin_A`` (Angstrom) bin,
+            squared and weighted by the blocks it averages (the part of the off-site MSE that is common to a
+            neighbour shell), over the off-site entries. A bias shared by a shell's ~6-20 hoppings per atom
+            moves bands coherently, where independent errors average out; the off-site MSE holds this part
+            with weight 1 and this term adds to it. 0 (default) leaves it out.
         precision: float32 or float64 (all of training).
         eval_every, checkpoint_every, log_every: steps between validations, checkpoints, metric rows.
         keep_checkpoints: the last k checkpoints kept (the best one is kept apart).
@@ -130,6 +136,8 @@ class TrainConfig:
     eigen_window_eV: list | None = _key(None, Optional(EnergyWindow()))
     eigen_max_atoms: int = _key(32, Integer(1))
     eigen_kpoints: int = _key(2, Integer(1, 2))
+    shell_bias_weight: float = _key(0.0, NON_NEGATIVE)
+    shell_bias_bin_A: float = _key(0.25, POSITIVE)
     precision: str = _key("float32", Choice(("float32", "float64")))
     eval_every: int = _key(100, Integer(1))
     checkpoint_every: int = _key(100, Integer(1))

@@ -67,7 +67,39 @@ def eigen_spec(tc: TrainConfig) -> EigenSpec | None:
     return EigenSpec(tc.eigen_max_atoms, tuple(tc.eigen_window_eV), tc.eigen_kpoints) if tc.eigen_weight else None
 
 
-def block_errors(model, layout: BlockLayout, params, batch, eigen: EigenSpec | None = None):
+class ShellSpec(NamedTuple):
+    """The shell-bias loss: distance bins (``bin_A`` wide, Angstrom) up to ``cutoff_A`` per element pair."""
+
+    bin_A: float
+    cutoff_A: float
+
+
+def shell_bias_spec(tc: TrainConfig, cutoff_A: float) -> ShellSpec | None:
+    return ShellSpec(float(tc.shell_bias_bin_A), float(cutoff_A)) if tc.shell_bias_weight else None
+
+
+def shell_error_sums(dh, mh, batch, layout: BlockLayout, shells: ShellSpec):
+    """Per (ordered element pair, distance bin, entry) of the off-site blocks: the sum of the H errors and
+    their count, (n_groups, W, W) each (2W for spinful H). Group sums add over devices before squaring."""
+    S = len(layout.elements)
+    n_bins = int(np.ceil(shells.cutoff_A / shells.bin_A)) + 1
+    lengths = jnp.sqrt(jnp.sum(batch.vectors * batch.vectors, axis=-1))
+    bins = jnp.clip(jnp.floor(lengths / shells.bin_A).astype(jnp.int32), 0, n_bins - 1)
+    pair = batch.species[batch.senders] * S + batch.species[batch.receivers]
+    group = pair * n_bins + bins
+    off = 1 - onsite_edges(batch)[:, None, None].astype(mh.dtype)
+    n_groups = S * S * n_bins
+    return (jax.ops.segment_sum(dh * off, group, n_groups), jax.ops.segment_sum(mh * off, group, n_groups))
+
+
+def shell_bias_sse(group_sum, group_count):
+    """sum over groups and entries of |sum of errors|^2 / count = count x |mean error|^2."""
+    sq = group_sum.real * group_sum.real + (group_sum.imag * group_sum.imag if jnp.iscomplexobj(group_sum) else 0)
+    return jnp.sum(sq / jnp.maximum(group_count, 1.0))
+
+
+def block_errors(model, layout: BlockLayout, params, batch, eigen: EigenSpec | None = None,
+                 shells: ShellSpec | None = None):
     """Sums over one (unstacked) batch: squared and absolute errors of H (eV) and S on real entries; with
     ``eigen`` also of the windowed eigenvalues (sse_eig, sae_eig, count_eig; :mod:`deeph_jax.train.eigen_loss`).
 
@@ -77,7 +109,8 @@ def block_errors(model, layout: BlockLayout, params, batch, eigen: EigenSpec | N
 
     Returns dict of scalars: sse_h, sse_s, sae_h, sae_s, count (S entries = real orbital entries),
     count_h (H entries), and the H sums and entry counts of on-site and off-site blocks apart:
-    sse_h_onsite, sae_h_onsite, count_onsite, sse_h_offsite, sae_h_offsite, count_offsite.
+    sse_h_onsite, sae_h_onsite, count_onsite, sse_h_offsite, sae_h_offsite, count_offsite; with ``shells``
+    also the arrays group_sum_h and group_count_h of :func:`shell_error_sums`.
     """
     h, s = model.apply(params, batch)
     species = batch.species
@@ -94,6 +127,8 @@ def block_errors(model, layout: BlockLayout, params, batch, eigen: EigenSpec | N
     if eigen is not None:
         blocks = h * mh  # only the entries the basis has: padding would couple to the real orbitals
         extra = eigen_errors(blocks, batch, layout, eigen)
+    if shells is not None:
+        extra["group_sum_h"], extra["group_count_h"] = shell_error_sums(dh, mh, batch, layout, shells)
     return extra | {
         "sse_h": jnp.sum(sq_h), "sse_s": jnp.sum(ds * ds),
         "sae_h": jnp.sum(abs_h), "sae_s": jnp.sum(jnp.abs(ds)),
@@ -104,10 +139,11 @@ def block_errors(model, layout: BlockLayout, params, batch, eigen: EigenSpec | N
     }
 
 
-def stacked_errors(model, layout, params, stacked, eigen: EigenSpec | None = None):
-    """Sum of :func:`block_errors` over the leading device axis of a stacked batch."""
-    per_device = jax.vmap(lambda b: block_errors(model, layout, params, b, eigen))(stacked)
-    return jax.tree_util.tree_map(jnp.sum, per_device)
+def stacked_errors(model, layout, params, stacked, eigen: EigenSpec | None = None, shells: ShellSpec | None = None):
+    """Sum of :func:`block_errors` over the leading device axis of a stacked batch (group arrays keep their
+    shape: summed over devices only)."""
+    per_device = jax.vmap(lambda b: block_errors(model, layout, params, b, eigen, shells))(stacked)
+    return {k: jnp.sum(v, axis=0) if k.startswith("group_") else jnp.sum(v) for k, v in per_device.items()}
 
 
 def _mean(total, count):
@@ -118,7 +154,8 @@ def weighted_loss(e: dict, tc: TrainConfig):
     """The loss from error sums (global over devices): each term is a mean over its own entries,
 
         onsite_weight * MSE(on-site H) + offsite_weight * MSE(off-site H) + overlap_weight * MSE(S)
-        [+ eigen_weight * MSE(windowed eigenvalues)],
+        [+ eigen_weight * MSE(windowed eigenvalues)] [+ shell_bias_weight * (the shells' mean errors, squared
+        and weighted by their counts, over the off-site entries)],
 
     in eV^2 for H (spinful: the mean of |dH|^2 = dRe^2 + dIm^2 per complex entry); S is left out (not
     differentiated) when its weight is 0.
@@ -129,6 +166,9 @@ def weighted_loss(e: dict, tc: TrainConfig):
         loss = loss + tc.overlap_weight * _mean(e["sse_s"], e["count"])
     if tc.eigen_weight:
         loss = loss + tc.eigen_weight * _mean(e["sse_eig"], e["count_eig"])
+    if tc.shell_bias_weight:
+        loss = loss + tc.shell_bias_weight * _mean(shell_bias_sse(e["group_sum_h"], e["group_count_h"]),
+                                                   e["count_offsite"])
     return loss
 
 
@@ -142,9 +182,10 @@ def make_train_step(model, layout: BlockLayout, tx: optax.GradientTransformation
     tc = TrainConfig.coerce(tc)
     decay = tc.ema_decay
     eigen = eigen_spec(tc)
+    shells = shell_bias_spec(tc, model.config.cutoff)
 
     def loss_fn(params, stacked):
-        e = stacked_errors(model, layout, params, stacked, eigen)
+        e = stacked_errors(model, layout, params, stacked, eigen, shells)
         return weighted_loss(e, tc), e
 
     def train_step(state: TrainState, stacked):
