@@ -121,11 +121,16 @@ class Trainer:
         if resume:
             self._check_saved_basis()
         self.model_config = ModelConfig.from_dict(config["model"])
+        if self.tc.init_from:
+            check_bundle_folder(self.tc.init_from)
+            # The bundle's parameters were trained with or without the heads' off-site shift; a fine-tuning
+            # keeps that (without it a bundle trained with it loses an offset on every hopping: ~1 eV on water).
+            from deeph_jax.predict.bundle import load_bundle
+
+            self.model_config = self.model_config.replace(offsite_shift=load_bundle(self.tc.init_from)[0].offsite_shift)
         D.check_spin_data(self.train_dirs + self.val_dirs, self.model_config.spin)
         self.layout = build_layout(self.basis)
         check_model_fits_basis(self.model_config, self.layout, self.basis)
-        if self.tc.init_from and not resume:
-            check_bundle_folder(self.tc.init_from)
         self.cutoff = self.model_config.cutoff
         self.model = HamiltonianNet(self.model_config, self.basis)
         self.elements = model_elements(self.basis)
@@ -245,10 +250,7 @@ class Trainer:
         # A bundle without environment-dependent charges can seed a run with them: the charge net is new and
         # starts at zero output, so the run starts from the bundle's predictions.
         adds_charges = self.model_config.long_range_charges and not config.long_range_charges
-        # A bundle trained with the off-site shift seeds a run without it: the same parameters, the shift then
-        # acts on on-site blocks only (the network learns what the far blocks lose).
-        same_but_charges = config.replace(long_range_charges=self.model_config.long_range_charges,
-                                          offsite_shift=self.model_config.offsite_shift) == self.model_config
+        same_but_charges = config.replace(long_range_charges=self.model_config.long_range_charges) == self.model_config
         if basis != self.basis or not same_but_charges:
             raise DeephError("train.init_from bundle has a different basis or model config than this run "
                              f"(bundle basis {basis.to_orbital_map()})", path)

@@ -269,30 +269,21 @@ def test_fine_tuning_adds_environment_charges_to_a_bundle_without_them(tmp_path)
                                            tmp_path / "old", like)
 
 
-def test_fine_tuning_a_bundle_with_the_off_site_shift_drops_it(tmp_path):
-    """A bundle made before ``model.offsite_shift`` (no key: its heads shifted every block) seeds a run without
-    the off-site shift: the same parameters; on-site blocks as before, off-site blocks lose the shift."""
+def test_fine_tuning_keeps_the_bundles_off_site_shift(tmp_path):
+    """A run that fine-tunes a bundle made before ``model.offsite_shift`` (no key: its heads shifted every block)
+    keeps the shift, whatever its config says: its parameters were trained with it."""
     import yaml
-    from types import SimpleNamespace
 
-    from deeph_jax.graph import build_model_graph
-    from deeph_jax.model.testing import predict as predict_graph, random_params
+    from deeph_jax.train.config import load_config
     from deeph_jax.train.loop import Trainer
 
-    legacy = ModelConfig.from_dict({**TINY_MODEL, "message_cutoff": 2.0, "offsite_shift": True})
-    graph = build_model_graph(hbn_sheet(2), legacy.cutoff, ["B", "N"])
-    params = random_params(HamiltonianNet(legacy, HBN), batch_graphs([graph], ["B", "N"]), dtype=np.float32)
-    export_bundle(tmp_path / "old", legacy, HBN, params, {})
-    fields = yaml.safe_load((tmp_path / "old" / "model.yaml").read_text())
-    del fields["offsite_shift"]  # as the bundles written before the key
-    (tmp_path / "old" / "model.yaml").write_text(yaml.safe_dump(fields))
-    run = SimpleNamespace(model_config=legacy.replace(offsite_shift=False), basis=HBN)
-    seeded = Trainer.initial_params_from_bundle(run, tmp_path / "old", params)
-    h_old, _ = predict_graph(jax.jit(HamiltonianNet(legacy, HBN).apply), params, graph, HBN)
-    h_new, _ = predict_graph(jax.jit(HamiltonianNet(run.model_config, HBN).apply), seeded, graph, HBN)
-    onsite = (graph.senders == graph.receivers) & ~graph.shifts.any(1)
-    np.testing.assert_allclose(h_new[onsite], h_old[onsite], atol=1e-6)
-    assert np.abs(h_new[~onsite] - h_old[~onsite]).max() > 1e-3
+    legacy = REPO / "models" / "water-pbe-def2svp"
+    assert "offsite_shift" not in yaml.safe_load((legacy / "model.yaml").read_text())
+    data = REPO / "datasets" / "water-pbe-def2svp-test"
+    config = load_config(REPO / "configs" / "demo.yaml", [f"data.train={data}", f"train.init_from={legacy}",
+                                                          "data.max_structures=4", "train.batch_size=2", "train.progress=false"])
+    assert ModelConfig.from_dict(config["model"]).offsite_shift is False
+    assert Trainer(config, tmp_path / "run", overwrite=True).model_config.offsite_shift is True
 
 
 def test_entry_errors_split_on_site_from_off_site_and_skip_blocks_one_side_lacks():
