@@ -77,12 +77,14 @@ def vacuum_directions(structure: Structure, gap: float = VACUUM_GAP) -> tuple[bo
 
 
 def vacuum_heights(structure: Structure, gap: float = VACUUM_GAP) -> list[float]:
-    """The cell's heights (Angstrom, between lattice planes) along its vacuum directions: a sheet's cell height.
-    Periodic DFT's energy zero, the mean electrostatic potential of the cell, moves with it."""
-    if not structure.periodic:
+    """The cell's heights (Angstrom, between lattice planes) along the vacuum of a sheet or a wire (periodic DFT's
+    energy zero, the mean electrostatic potential of the cell, moves with them); none for a bulk crystal, a
+    molecule, or atoms with vacuum all round (a molecule in its box)."""
+    vacuum = vacuum_directions(structure, gap)
+    if not structure.periodic or all(vacuum):
         return []
     heights = _plane_spacings(structure.cell)
-    return [float(heights[a]) for a, v in enumerate(vacuum_directions(structure, gap)) if v]
+    return [float(heights[a]) for a, v in enumerate(vacuum) if v]
 
 
 def validate_structure(structure: Structure, path=None) -> Structure:

@@ -81,6 +81,16 @@ def _real_space_images(cell: np.ndarray, r_max: float) -> np.ndarray:
 _KERNEL_SLICE = 1 << 21  # atoms x reciprocal vectors per slice of long_range_kernel's sum (16 MB arrays)
 
 
+def _open_kernel_rows(pos: np.ndarray, start: int, stop: int, alpha: float) -> np.ndarray:
+    """Rows start..stop-1 of the open-boundary kernel erf(alpha r_ij) / r_ij (1/A), zero on the diagonal."""
+    r = np.linalg.norm(pos[None, :, :] - pos[start:stop, None, :], axis=-1)
+    rows = np.arange(stop - start)
+    r[rows, start + rows] = 1.0
+    k = erf(alpha * r) / r
+    k[rows, start + rows] = 0.0
+    return k
+
+
 def long_range_kernel(positions: np.ndarray, cell: np.ndarray | None, alpha: float,
                       accuracy: float = 1e-10) -> np.ndarray:
     """K (N x N, eV per e) with phi_long = K q; direct sums, for cells of up to a few thousand atoms.
@@ -92,13 +102,8 @@ def long_range_kernel(positions: np.ndarray, cell: np.ndarray | None, alpha: flo
         accuracy: relative size of the last reciprocal-space term kept.
     """
     pos = np.asarray(positions, dtype=np.float64)
-    d = pos[None, :, :] - pos[:, None, :]  # r_j - r_i
     if cell is None:
-        r = np.linalg.norm(d, axis=-1)
-        np.fill_diagonal(r, 1.0)
-        k = erf(alpha * r) / r
-        np.fill_diagonal(k, 0.0)
-        return COULOMB_EV_A * k
+        return COULOMB_EV_A * _open_kernel_rows(pos, 0, len(pos), alpha)
     cell = np.asarray(cell, dtype=np.float64)
     volume = abs(np.linalg.det(cell))
     g = _reciprocal_vectors(cell, alpha, accuracy)
@@ -295,14 +300,8 @@ def open_long_range_potential(positions: np.ndarray, charges: np.ndarray, alpha:
     in blocks of rows, so memory is O(N) (time O(N^2): ~10^5 atoms in minutes)."""
     pos = np.asarray(positions, dtype=np.float64)
     q = np.asarray(charges, dtype=np.float64)
-    phi = np.empty(len(pos))
-    for start in range(0, len(pos), _OPEN_ROWS):
-        r = np.linalg.norm(pos[None, :, :] - pos[start:start + _OPEN_ROWS, None, :], axis=-1)
-        rows = np.arange(len(r))
-        r[rows, start + rows] = 1.0
-        k = erf(alpha * r) / r
-        k[rows, start + rows] = 0.0
-        phi[start:start + len(r)] = k @ q
+    phi = np.concatenate([_open_kernel_rows(pos, start, min(start + _OPEN_ROWS, len(pos)), alpha) @ q
+                          for start in range(0, len(pos), _OPEN_ROWS)])
     return COULOMB_EV_A * phi
 
 

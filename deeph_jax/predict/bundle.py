@@ -33,25 +33,47 @@ def export_bundle(path: str | Path, model_config, basis: OrbitalBasis, params, m
         (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
 
 
+def _check_bundle_files(path: Path) -> None:
+    missing = [f for f in FILES if not (path / f).is_file()]
+    if missing:
+        raise DeephError(f"not an inference bundle (missing {', '.join(missing)})", path)
+
+
+def _damaged(path: Path, exc: Exception) -> DeephError:
+    return DeephError(f"incompatible or damaged bundle ({type(exc).__name__}: {exc})", path)
+
+
+def _model_config(path: Path):
+    from deeph_jax.model.config import ModelConfig
+
+    fields = yaml.safe_load((path / "model.yaml").read_text())
+    # Bundles older than the key trained with a shift on every block; they need it to predict as trained.
+    return ModelConfig.from_dict({"offsite_shift": True, **fields} if isinstance(fields, dict) else fields)
+
+
+def load_model_config(path: str | Path):
+    """The bundle's ModelConfig alone (model.yaml; no parameters read)."""
+    path = Path(path)
+    _check_bundle_files(path)
+    try:
+        return _model_config(path)
+    except (ValueError, TypeError, yaml.YAMLError) as exc:
+        raise _damaged(path, exc) from None
+
+
 def load_bundle(path: str | Path):
     """-> (ModelConfig, OrbitalBasis, params, metadata)."""
     from flax import serialization
 
-    from deeph_jax.model.config import ModelConfig
-
     path = Path(path)
-    missing = [f for f in FILES if not (path / f).is_file()]
-    if missing:
-        raise DeephError(f"not an inference bundle (missing {', '.join(missing)})", path)
+    _check_bundle_files(path)
     try:
-        fields = yaml.safe_load((path / "model.yaml").read_text())
-        # Bundles older than the key trained with a shift on every block; they need it to predict as trained.
-        config = ModelConfig.from_dict({"offsite_shift": True, **fields} if isinstance(fields, dict) else fields)
+        config = _model_config(path)
         basis = OrbitalBasis.from_orbital_map(json.loads((path / "basis.json").read_text()))
         params = serialization.msgpack_restore((path / "params.msgpack").read_bytes())
         metadata = json.loads((path / "metadata.json").read_text())
     except (ValueError, TypeError, yaml.YAMLError) as exc:
-        raise DeephError(f"incompatible or damaged bundle ({type(exc).__name__}: {exc})", path) from None
+        raise _damaged(path, exc) from None
     return config, basis, params, metadata
 
 
@@ -75,9 +97,7 @@ def training_metadata(dirs) -> dict:
             if info.get(key) and key not in meta:
                 meta[key] = info[key]
         structure = read_poscar(Path(d) / "POSCAR")
-        vacuum = vacuum_heights(structure)
-        if len(vacuum) < 3:  # a sheet or a wire; a molecule in its box has vacuum all round and no energy zero issue
-            heights += vacuum
+        heights += vacuum_heights(structure)
         if info.get("occupation") is None:
             continue
         counts = Counter(structure.symbols)

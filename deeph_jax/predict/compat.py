@@ -55,7 +55,7 @@ def vacuum_mismatch(metadata: dict, structure) -> str | None:
 
     trained = metadata.get("vacuum_heights_A")
     heights = vacuum_heights(structure)
-    if not trained or not heights or len(heights) == 3:
+    if not trained or not heights:
         return None
     lo, hi = trained
     off = [h for h in heights if not lo - VACUUM_HEIGHT_TOLERANCE <= h <= hi + VACUUM_HEIGHT_TOLERANCE]

@@ -120,14 +120,16 @@ class Trainer:
         self.basis = D.dataset_basis(self.train_dirs + self.val_dirs)
         if resume:
             self._check_saved_basis()
-        self.model_config = ModelConfig.from_dict(config["model"])
-        if self.tc.init_from:
+        if self.tc.init_from and not resume:
             check_bundle_folder(self.tc.init_from)
-            # The bundle's parameters were trained with or without the heads' off-site shift; a fine-tuning
-            # keeps that (without it a bundle trained with it loses an offset on every hopping: ~1 eV on water).
-            from deeph_jax.predict.bundle import load_bundle
+            # The bundle's parameters were trained with or without the heads' off-site shift; a fine-tuning keeps
+            # that (without it a bundle trained with it loses an offset on every hopping: ~1 eV on water). Written
+            # into the run's config, so that a resume does not need the bundle.
+            from deeph_jax.predict.bundle import load_model_config
 
-            self.model_config = self.model_config.replace(offsite_shift=load_bundle(self.tc.init_from)[0].offsite_shift)
+            shift = load_model_config(self.tc.init_from).offsite_shift
+            self.config = config = {**config, "model": {**config["model"], "offsite_shift": shift}}
+        self.model_config = ModelConfig.from_dict(config["model"])
         D.check_spin_data(self.train_dirs + self.val_dirs, self.model_config.spin)
         self.layout = build_layout(self.basis)
         check_model_fits_basis(self.model_config, self.layout, self.basis)
