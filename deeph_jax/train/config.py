@@ -110,6 +110,10 @@ class TrainConfig:
             with weight 1 and this term adds to it. 0 (default) leaves it out.
         precision: float32 or float64 (all of training).
         eval_every, checkpoint_every, log_every: steps between validations, checkpoints, metric rows.
+        val_band_window_eV: each validation also diagonalizes predicted and DFT H (DFT S) of the validation
+            structures at four k-points and reports the mean |error| of the levels from this many eV below the
+            DFT's highest occupied level to as far above its lowest empty one (absolute) and the mean |gap error| (:mod:`deeph_jax.train.band_metrics`;
+            metrics.csv ``val_band_meV``, ``val_gap_meV``); null leaves it out.
         keep_checkpoints: the last k checkpoints kept (the best one is kept apart).
         export: which parameters the run ships in ``model/``: ``best`` (the EMA parameters of the step with the
             lowest validation H MAE) or ``last`` (those of the last step). Validation measures blocks only, so a
@@ -140,6 +144,7 @@ class TrainConfig:
     shell_bias_bin_A: float = _key(0.25, POSITIVE)
     precision: str = _key("float32", Choice(("float32", "float64")))
     eval_every: int = _key(100, Integer(1))
+    val_band_window_eV: float | None = _key(3.0, Optional(POSITIVE))
     checkpoint_every: int = _key(100, Integer(1))
     keep_checkpoints: int = _key(3, Integer(1))
     export: str = _key("best", Choice(("best", "last")))

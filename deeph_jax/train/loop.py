@@ -13,6 +13,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from pathlib import Path
 
 import jax
@@ -70,6 +71,15 @@ def check_model_fits_basis(model_config, layout, basis: OrbitalBasis) -> None:
 def check_bundle_folder(path) -> None:
     if not (Path(path) / "model.yaml").is_file():
         raise DeephError("train.init_from: not an inference bundle (no model.yaml)", path)
+
+
+class Validation(NamedTuple):
+    """One validation: the loss (eV^2), the entry errors, and the level errors ({'band_mae_meV',
+    'gap_error_meV', 'n'}; None when not asked for or no structure has an electron count)."""
+
+    loss: float
+    breakdown: object  # deeph_jax.train.evaluate.Breakdown
+    levels: dict | None
 
 
 @dataclass
@@ -228,22 +238,29 @@ class Trainer:
                 f.write(text + "\n")
 
     # -- validation -------------------------------------------------------------------------------
-    def validate(self, params, samples=None):
-        """(loss, Breakdown) on the validation set (or ``samples``), None when there is none."""
+    def validate(self, params, samples=None, dirs=None) -> "Validation | None":
+        """Loss, Breakdown and (with ``train.val_band_window_eV``) the level errors of
+        :mod:`deeph_jax.train.band_metrics` on the validation set (or ``samples`` from ``dirs``); None when
+        there is none."""
+        from deeph_jax.train.band_metrics import validation_levels
         from deeph_jax.train.evaluate import breakdown, predict_samples
 
         if samples is None:
             if self.val_samples is None:
                 cache = self.sample_cache(self.val_dirs)
                 self.val_samples = [cache[i] for i in range(len(cache))]
-            samples = self.val_samples
+            samples, dirs = self.val_samples, self.val_dirs
         if not samples:
             return None
         local = jax.tree_util.tree_map(lambda x: np.asarray(x), params)
         preds = predict_samples(self.predict, local, samples, self.elements, self.dtype)
         bd = breakdown(samples, preds, self.basis, self.model_config.spin)
         tc = self.tc
-        return bd.loss(tc.onsite_weight, tc.offsite_weight, tc.overlap_weight), bd
+        levels = None
+        if tc.val_band_window_eV is not None and dirs is not None:
+            levels = validation_levels(samples, preds, dirs, self.basis, self.model_config.spin,
+                                       tc.val_band_window_eV)
+        return Validation(bd.loss(tc.onsite_weight, tc.offsite_weight, tc.overlap_weight), bd, levels)
 
     def initial_params_from_bundle(self, path, like):
         from deeph_jax.predict.bundle import load_bundle
@@ -397,10 +414,12 @@ class Trainer:
         result = self.validate(state.ema)
         if result is None:
             return
-        vloss, bd = result
+        vloss, bd, levels = result
         row.update(val_loss=vloss, val_mae_meV=1e3 * bd.mae_h_eV, val_mae_onsite_meV=1e3 * bd.mae_h_onsite_eV,
                    val_mae_offsite_meV=1e3 * bd.mae_h_offsite_eV, val_mae_uHa=EV_TO_MICROHARTREE * bd.mae_h_eV,
                    val_mae_s=bd.mae_s)
+        if levels is not None:
+            row.update(val_band_meV=levels["band_mae_meV"], val_gap_meV=levels["gap_error_meV"])
         is_best = progress.best_mae_eV is None or bd.mae_h_eV < progress.best_mae_eV
         if is_best:
             progress.best_mae_eV = bd.mae_h_eV
@@ -408,6 +427,8 @@ class Trainer:
         write(f"step {row['step']} epoch {row['epoch']}: train loss {row['train_loss']:.4e}, "
               f"val MAE {1e3 * bd.mae_h_eV:.3f} meV ({EV_TO_MICROHARTREE * bd.mae_h_eV:.1f} uHa; on-site "
               f"{1e3 * bd.mae_h_onsite_eV:.3f}, off-site {1e3 * bd.mae_h_offsite_eV:.3f} meV)"
+              + (f"; levels within {self.tc.val_band_window_eV:g} eV of the gap {levels['band_mae_meV']:.1f} meV, "
+                 f"|gap error| {levels['gap_error_meV']:.1f} meV" if levels is not None else "")
               + (" *" if is_best else ""))
 
     def log_epoch(self, step: int, epoch: int, loss: float, progress: Progress) -> None:
@@ -454,7 +475,7 @@ class Trainer:
         """Breakdown table and plots of the shipped parameters on the validation set; bundle metadata."""
         from deeph_jax.train import plots
 
-        _, bd = self.validate(params)
+        bd = self.validate(params).breakdown
         table = bd.table_text()
         write_text_atomic(self.run_dir / "breakdown.txt", table + "\n")
         print("validation error breakdown (shipped EMA parameters):\n" + table)
@@ -471,7 +492,7 @@ class Trainer:
         """The held-out test set (data.test) with the shipped parameters; bundle metadata."""
         test_dirs = D.list_structures(self.config["data"]["test"])
         cache = self.sample_cache(test_dirs)
-        _, bd = self.validate(params, [cache[i] for i in range(len(cache))])
+        bd = self.validate(params, [cache[i] for i in range(len(cache))], test_dirs).breakdown
         result.update(test_mae_eV=bd.mae_h_eV, n_test=len(test_dirs))
         print(f"test: MAE {1e3 * bd.mae_h_eV:.3f} meV = {EV_TO_MICROHARTREE * bd.mae_h_eV:.1f} uHa "
               f"over {bd.abs_err_h.size} H entries of {len(test_dirs)} structures (on-site "

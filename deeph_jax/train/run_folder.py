@@ -18,7 +18,8 @@ from deeph_jax.errors import DeephError
 from deeph_jax.io.atomic import write_text_atomic
 
 METRIC_FIELDS = ["step", "epoch", "wall_time_s", "lr", "train_loss", "train_mae_eV",
-                 "val_loss", "val_mae_meV", "val_mae_onsite_meV", "val_mae_offsite_meV", "val_mae_uHa", "val_mae_s"]
+                 "val_loss", "val_mae_meV", "val_mae_onsite_meV", "val_mae_offsite_meV", "val_mae_uHa", "val_mae_s",
+                 "val_band_meV", "val_gap_meV"]
 
 # What a run writes into its folder; --overwrite removes exactly these.
 RUN_ENTRIES = ("checkpoints", "metrics.csv", "log.txt", "model", "plots", "breakdown.txt", "config.yaml",

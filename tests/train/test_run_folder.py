@@ -107,6 +107,8 @@ def test_exported_parameters_are_the_best_validation_steps_not_the_last(two_runs
     assert "val_mae_onsite_meV" in header and "val_mae_offsite_meV" in header
     values = dict(zip(header, rows[-1].split(",")))
     assert float(values["val_mae_onsite_meV"]) > 0 and float(values["val_mae_offsite_meV"]) > 0
+    # the levels of predicted and DFT H (water: the molecule's levels around its HOMO-LUMO gap)
+    assert 0 < float(values["val_band_meV"]) < 1e4 and 0 <= float(values["val_gap_meV"]) < 1e4
     table = (run / "breakdown.txt").read_text()
     assert "block         on-site" in table and "block         off-site" in table
 

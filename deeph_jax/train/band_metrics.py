@@ -1,0 +1,138 @@
+"""Validation on what users look at: levels near E_F and the gap of predicted H against DFT H.
+
+Training reports the H MAE, but two models of equal MAE can give bands 30 meV apart (a shift common to
+many blocks moves every level). At each validation, every validation structure's predicted and DFT H
+are diagonalized with the DFT overlap at a few k-points (reduced coordinates of the structure's cell;
+Gamma alone for a molecule), on the pairs the DFT data stores:
+- ``band_mae``: mean |error| of the levels from ``window_eV`` below the DFT's highest occupied level to
+  ``window_eV`` above its lowest empty one (over those k-points), absolute (no offset removed): the band
+  edges always count, also for a molecule whose gap is wider than twice the window;
+- ``gap_error``: predicted minus DFT gap over those k-points (a metal's is ~0 on both sides).
+Electron counts come from the structure's info.json ``occupation`` (structures without it are skipped).
+Spinful H (spin-orbit or collinear) fills one spin-orbital per electron, spinless H two.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import scipy.linalg
+
+from deeph_jax.io import OrbitalBasis
+from deeph_jax.model.spin_blocks import unpad_block
+
+# Reduced k-points: Gamma, a zone-boundary midpoint, the hexagonal K and a generic point (lifts accidental
+# degeneracies); for a cell of another lattice they are just four points of its Brillouin zone.
+VALIDATION_KPOINTS = ((0.0, 0.0, 0.0), (0.5, 0.0, 0.0), (1 / 3, 1 / 3, 0.0), (0.137, 0.291, 0.0))
+
+
+@dataclass(frozen=True)
+class LevelErrors:
+    """One structure: levels (n_k, n_levels) eV of predicted and DFT H, the electrons they hold."""
+
+    predicted: np.ndarray
+    reference: np.ndarray
+    n_occupied: int
+
+    def _gap(self, levels: np.ndarray) -> tuple[float, float]:
+        """(highest occupied, lowest empty) level over the k-points."""
+        n = self.n_occupied
+        bottom = float(levels[:, n].min()) if n < levels.shape[1] else np.inf
+        return float(levels[:, n - 1].max()), bottom
+
+    def window(self, window_eV: float) -> np.ndarray:
+        """(n_k, n_levels) bool: DFT levels from ``window_eV`` below the highest occupied one to ``window_eV``
+        above the lowest empty one."""
+        top, bottom = self._gap(self.reference)
+        bottom = bottom if np.isfinite(bottom) else top
+        lo, hi = min(top, bottom), max(top, bottom)  # a metal's levels cross between k-points: around both
+        return (self.reference >= lo - window_eV) & (self.reference <= hi + window_eV)
+
+    def band_mae_eV(self, window_eV: float) -> float:
+        sel = self.window(window_eV)
+        return float(np.abs(self.predicted - self.reference)[sel].mean()) if sel.any() else float("nan")
+
+    def gap_error_eV(self) -> float:
+        (pt, pb), (rt, rb) = self._gap(self.predicted), self._gap(self.reference)
+        return (pb - pt) - (rb - rt) if np.isfinite(pb) and np.isfinite(rb) else float("nan")
+
+
+def bloch_matrix(blocks: np.ndarray, graph, present: np.ndarray, offsets: np.ndarray, k_cart: np.ndarray,
+                 dim: int) -> np.ndarray:
+    """sum over the edges e in ``present`` of exp(i k . r_e) times the block (a_e, b_e) at (offsets[i], offsets[j]).
+
+    ``blocks``: per edge, already cut to its atoms' orbitals (list or array of (a, b) arrays); the phase uses the
+    edge vector r_e = pos_j + R - pos_i (a gauge of the atoms' positions: the same levels as the lattice gauge).
+    """
+    m = np.zeros((dim, dim), complex)
+    phases = np.exp(1j * graph.vectors @ k_cart)
+    for e in np.nonzero(present)[0]:
+        b = blocks[e]
+        i, j = offsets[graph.senders[e]], offsets[graph.receivers[e]]
+        m[i : i + b.shape[0], j : j + b.shape[1]] += phases[e] * b
+    return 0.5 * (m + m.conj().T)  # rounding of stored blocks; both pencils are Hermitian by construction
+
+
+def level_errors(sample, predicted_h: np.ndarray, basis: OrbitalBasis, n_electrons: int, spin: str,
+                 kpoints=VALIDATION_KPOINTS) -> LevelErrors:
+    """Levels of the predicted and the DFT H of one sample (padded edge blocks), with the DFT S."""
+    g, t = sample.graph, sample.targets
+    spinful = spin != "none"
+    per_atom = np.array([basis.n_orbitals(s) for s in g.symbols]) * (2 if spinful else 1)
+    offsets = np.concatenate([[0], np.cumsum(per_atom)[:-1]])
+    dim = int(per_atom.sum())
+    a_of = [basis.n_orbitals(s) for s in g.symbols]
+
+    def cut(padded, e, spinful_block):
+        return unpad_block(padded[e], a_of[g.senders[e]], a_of[g.receivers[e]], spinful_block)
+
+    present = np.asarray(t.present, bool)
+    edges = np.nonzero(present)[0]
+    h_pred = {e: cut(predicted_h, e, spinful) for e in edges}
+    h_ref = {e: cut(t.h_blocks, e, spinful) for e in edges}
+    s_blk = {e: cut(t.s_blocks, e, False) for e in edges}
+    if spinful:  # the overlap does not act on spin: [[S, 0], [0, S]] in the [[uu, ud], [du, dd]] layout
+        s_blk = {e: np.kron(np.eye(2), b) for e, b in s_blk.items()}
+    periodic = g.cell is not None and np.abs(g.cell).sum() > 0 and np.abs(g.shifts).sum() > 0
+    ks = np.asarray(kpoints if periodic else [(0.0, 0.0, 0.0)], dtype=np.float64)
+    recip = 2 * np.pi * np.linalg.inv(np.asarray(g.cell, dtype=np.float64)).T if periodic else np.eye(3)
+    pred, ref = [], []
+    for k in ks @ recip:
+        s = bloch_matrix(s_blk, g, present, offsets, k, dim)
+        ref.append(scipy.linalg.eigh(bloch_matrix(h_ref, g, present, offsets, k, dim), s, eigvals_only=True))
+        pred.append(scipy.linalg.eigh(bloch_matrix(h_pred, g, present, offsets, k, dim), s, eigvals_only=True))
+    n_occ = n_electrons if spinful else n_electrons // 2
+    return LevelErrors(np.array(pred), np.array(ref), n_occ)
+
+
+def electron_count(structure_dir: str | Path) -> int | None:
+    """info.json's ``occupation`` (electrons in the cell), or None."""
+    info = Path(structure_dir) / "info.json"
+    if not info.is_file():
+        return None
+    n = json.loads(info.read_text()).get("occupation")
+    return None if n is None else int(round(n))
+
+
+def validation_levels(samples: Sequence, predictions, dirs: Sequence[Path], basis: OrbitalBasis, spin: str,
+                      window_eV: float = 3.0) -> dict | None:
+    """{'band_mae_meV', 'gap_error_meV' (mean |gap error|), 'n'} over the samples with an electron count, or None
+    when none has one."""
+    band, gap = [], []
+    for smp, (h, _), d in zip(samples, predictions, dirs):
+        n = electron_count(d)
+        if n is None:
+            continue
+        lv = level_errors(smp, h, basis, n, spin)
+        band.append(lv.band_mae_eV(window_eV))
+        gap.append(lv.gap_error_eV())
+    if not band:
+        return None
+    gaps = np.abs(np.array(gap))
+    return {"band_mae_meV": 1e3 * float(np.nanmean(band)),
+            "gap_error_meV": 1e3 * float(np.nanmean(gaps)) if np.isfinite(gaps).any() else float("nan"),
+            "n": len(band)}
