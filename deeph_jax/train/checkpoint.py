@@ -1,4 +1,4 @@
-"""Orbax checkpoints of the whole training state: the last k, and the best by validation MAE.
+"""Orbax checkpoints of the whole training state: the last k, and the best validation (``train.best_by``).
 
 Orbax writes each checkpoint into a temporary folder and renames it when complete, so a kill
 during a save leaves the previous checkpoint intact. Saved: parameters, optimizer state, EMA,
@@ -25,6 +25,12 @@ def _from_tree(tree: dict) -> TrainState:
     return TrainState(tree["params"], tree["opt_state"], tree["ema"], tree["step"])
 
 
+def _score(metrics: dict) -> float:
+    """The number a best checkpoint was chosen by (lower is better); checkpoints before ``train.best_by``
+    stored the validation H MAE alone."""
+    return float(metrics.get("score", metrics["val_mae_h"]))
+
+
 class Checkpoints:
     """``run_dir/checkpoints/last`` (keeps ``keep``) and ``run_dir/checkpoints/best`` (keeps 1).
 
@@ -38,7 +44,7 @@ class Checkpoints:
         self.last = ocp.CheckpointManager(root / "last", options=ocp.CheckpointManagerOptions(max_to_keep=keep, **opts))
         self.best = ocp.CheckpointManager(
             root / "best",
-            options=ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m["val_mae_h"], best_mode="min", **opts),
+            options=ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=_score, best_mode="min", **opts),
         )
         if fresh and (self.last.latest_step() is not None or self.best.latest_step() is not None):
             self.close()
@@ -61,12 +67,16 @@ class Checkpoints:
         """Step of the best checkpoint (lowest validation H MAE), None before any."""
         return self.best.best_step()
 
-    def best_value(self) -> float | None:
+    def best_metrics(self) -> dict | None:
+        """The best checkpoint's metrics: ``val_mae_h`` (eV), ``score`` and ``best_by`` (what chose it; absent
+        before ``train.best_by``: the H MAE), or None before any."""
         step = self.best.best_step()
         if step is None:
             return None
         metrics = self.best.metrics(step) if hasattr(self.best, "metrics") else None
-        return None if metrics is None else float(metrics["val_mae_h"])
+        if metrics is None:
+            return None
+        return {"best_by": "h_mae", "score": _score(metrics), **metrics}
 
     def restore(self, like: TrainState, which: str = "last", step: int | None = None) -> TrainState:
         mngr = self.last if which == "last" else self.best

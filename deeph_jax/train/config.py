@@ -114,10 +114,13 @@ class TrainConfig:
             structures at four k-points and reports the mean |error| of the levels from this many eV below the
             DFT's highest occupied level to as far above its lowest empty one (absolute) and the mean |gap error| (:mod:`deeph_jax.train.band_metrics`;
             metrics.csv ``val_band_meV``, ``val_gap_meV``); null leaves it out.
+        best_by: what the best checkpoint (and ``export: best``) is chosen by: ``h_mae`` (validation H MAE) or
+            ``levels`` (``val_band_meV + val_gap_meV``: the levels near the gap and the gap, what a crystal's user
+            judges; needs ``val_band_window_eV`` and validation structures with an electron count).
         keep_checkpoints: the last k checkpoints kept (the best one is kept apart).
         export: which parameters the run ships in ``model/``: ``best`` (the EMA parameters of the step with the
-            lowest validation H MAE) or ``last`` (those of the last step). Validation measures blocks only, so a
-            fine-tuning on levels (``eigen_weight``) that trades a little block error for them wants ``last``.
+            best validation, see ``best_by``) or ``last`` (those of the last step). A fine-tuning on levels
+            (``eigen_weight``) that trades a little block error for them wants ``best_by: levels`` or ``last``.
         progress: show a progress bar.
     """
 
@@ -145,6 +148,7 @@ class TrainConfig:
     precision: str = _key("float32", Choice(("float32", "float64")))
     eval_every: int = _key(100, Integer(1))
     val_band_window_eV: float | None = _key(3.0, Optional(POSITIVE))
+    best_by: str = _key("h_mae", Choice(("h_mae", "levels")))
     checkpoint_every: int = _key(100, Integer(1))
     keep_checkpoints: int = _key(3, Integer(1))
     export: str = _key("best", Choice(("best", "last")))

@@ -88,7 +88,8 @@ class Progress:
 
     rows: list[dict]
     t_start: float  # perf_counter of step 0 (a resumed run counts its earlier wall time)
-    best_mae_eV: float | None = None  # best validation H MAE so far
+    best_mae_eV: float | None = None  # validation H MAE of the best checkpoint
+    best_score: float | None = None  # what train.best_by chose it by (lower is better)
     recent: list[tuple[float, float]] = field(default_factory=list)  # (loss, MAE H eV) per step
     last_epoch: int | None = None
     t_invocation: float = field(default_factory=time.perf_counter)  # perf_counter when this process took over
@@ -298,8 +299,9 @@ class Trainer:
             if resume:
                 state = ckpts.restore(state)
                 rows = read_metrics(self.run_dir / "metrics.csv", int(state.step))
+            best = self.best_checkpoint_metrics(ckpts)
             progress = Progress(rows, time.perf_counter() - (rows[-1]["wall_time_s"] if rows else 0.0),
-                                best_mae_eV=ckpts.best_value())
+                                best_mae_eV=best and best["val_mae_h"], best_score=best and best["score"])
             n_params = self.announce(state)
             self.step_fn = make_train_step(self.model, self.layout, tx, self.tc, self.mesh)
             state, step = self.train_steps(state, ckpts, progress)
@@ -420,16 +422,36 @@ class Trainer:
                    val_mae_s=bd.mae_s)
         if levels is not None:
             row.update(val_band_meV=levels["band_mae_meV"], val_gap_meV=levels["gap_error_meV"])
-        is_best = progress.best_mae_eV is None or bd.mae_h_eV < progress.best_mae_eV
+        score = self.best_score(bd, levels)
+        is_best = progress.best_score is None or score < progress.best_score
         if is_best:
-            progress.best_mae_eV = bd.mae_h_eV
-            ckpts.save(state, {"val_mae_h": bd.mae_h_eV})
+            progress.best_mae_eV, progress.best_score = bd.mae_h_eV, score
+            ckpts.save(state, {"val_mae_h": bd.mae_h_eV, "score": score, "best_by": self.tc.best_by})
         write(f"step {row['step']} epoch {row['epoch']}: train loss {row['train_loss']:.4e}, "
               f"val MAE {1e3 * bd.mae_h_eV:.3f} meV ({EV_TO_MICROHARTREE * bd.mae_h_eV:.1f} uHa; on-site "
               f"{1e3 * bd.mae_h_onsite_eV:.3f}, off-site {1e3 * bd.mae_h_offsite_eV:.3f} meV)"
               + (f"; levels within {self.tc.val_band_window_eV:g} eV of the gap {levels['band_mae_meV']:.1f} meV, "
                  f"|gap error| {levels['gap_error_meV']:.1f} meV" if levels is not None else "")
               + (" *" if is_best else ""))
+
+    def best_score(self, bd, levels: dict | None) -> float:
+        """The validation's score by ``train.best_by`` (lower is better): H MAE in eV, or the level errors in meV."""
+        if self.tc.best_by == "h_mae":
+            return bd.mae_h_eV
+        if levels is None:
+            raise DeephError("train.best_by: levels needs train.val_band_window_eV and validation structures with "
+                             "an electron count (info.json occupation)", self.val_dirs[0].parent)
+        return levels["band_mae_meV"] + levels["gap_error_meV"]
+
+    def best_checkpoint_metrics(self, ckpts) -> dict | None:
+        """The best checkpoint's metrics; an error when another ``train.best_by`` chose it (the scores would not
+        compare, and orbax keeps the lower one)."""
+        best = ckpts.best_metrics()
+        if best is not None and best["best_by"] != self.tc.best_by:
+            raise DeephError(f"train.best_by is {self.tc.best_by} but the best checkpoint was chosen by "
+                             f"{best['best_by']}: keep best_by, or move checkpoints/best aside to choose afresh",
+                             self.run_dir)
+        return best
 
     def log_epoch(self, step: int, epoch: int, loss: float, progress: Progress) -> None:
         if progress.last_epoch is not None and epoch != progress.last_epoch:

@@ -123,6 +123,23 @@ def test_export_last_ships_the_last_step_even_when_an_earlier_one_validated_bett
     assert meta["selected_step"] == 3 and "train.export: last" in meta["parameters"]
 
 
+def test_best_by_levels_exports_the_step_with_the_best_levels_and_refuses_a_switch(water_sto3g, tmp_path):
+    import csv
+
+    config = run_config(water_sto3g, 0, 1 / 3)
+    config["train"]["best_by"] = "levels"
+    Trainer(config, tmp_path / "run").run()
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
+    scores = {int(r["step"]): float(r["val_band_meV"]) + float(r["val_gap_meV"]) for r in rows if r["val_band_meV"]}
+    assert sorted(scores) == [1, 2, 3]
+    meta = json.loads((tmp_path / "run" / "model" / "metadata.json").read_text())
+    assert meta["selected_step"] == min(scores, key=scores.get)
+    # resuming under the other criterion would compare H MAE in eV with level errors in meV
+    config["train"].update(best_by="h_mae", steps=4)
+    with pytest.raises(DeephError, match="best checkpoint was chosen by levels"):
+        Trainer(config, tmp_path / "run", resume=True).run(resume=True)
+
+
 def test_run_without_validation_set_exports_the_last_ema_parameters(water_sto3g, tmp_path):
     trainer = Trainer(run_config(water_sto3g, 0, 0.0), tmp_path / "run")
     trainer.run()
