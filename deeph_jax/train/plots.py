@@ -25,8 +25,11 @@ def _save(fig, path: Path) -> None:
 
 
 def loss_curves(rows: list[dict], path: Path) -> None:
+    """Loss and H MAE against step; a third panel with the validation levels' errors when the rows have them."""
     plt = _figure()
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
+    levels = [(r["step"], r["val_band_meV"], r.get("val_gap_meV")) for r in rows
+              if r.get("val_band_meV") not in (None, "")]
+    fig, ax = plt.subplots(1, 3 if levels else 2, figsize=(15 if levels else 10, 3.8))
     step = [r["step"] for r in rows]
     ax[0].semilogy(step, [r["train_loss"] for r in rows], label="train loss (MSE, eV^2)")
     val = [(r["step"], r["val_loss"]) for r in rows if r.get("val_loss") not in (None, "")]
@@ -41,6 +44,14 @@ def loss_curves(rows: list[dict], path: Path) -> None:
     ax[1].set_xlabel("step")
     ax[1].set_ylabel("MAE (meV)")
     ax[1].legend()
+    if levels:
+        steps, band, gap = zip(*levels)
+        ax[2].plot(steps, band, "o-", label="levels near the gap: mean |error|")
+        ax[2].plot(steps, [np.nan if g in (None, "") else g for g in gap], "s-", label="|gap error|")
+        ax[2].set_xlabel("step")
+        ax[2].set_ylabel("validation (meV)")
+        ax[2].set_ylim(bottom=0)
+        ax[2].legend()
     fig.suptitle("training curves")
     _save(fig, path)
 
