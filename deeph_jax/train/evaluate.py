@@ -26,14 +26,20 @@ DISTANCE_BINS = (0.0, ONSITE_DISTANCE, 1.5, 2.5, 3.5, 4.5, 6.0, 8.0, np.inf)  # 
 
 
 def predict_samples(predict, params, samples, elements, dtype, batch_size: int = 8):
-    """Predicted (h, s) blocks on each sample's edges: list of ((n_edges, W, W), (n_edges, W, W))."""
+    """Predicted (h, s) blocks on each sample's edges: list of ((n_edges, W, W), (n_edges, W, W)).
+
+    The batches carry the samples' DFT overlap, as training batches do (and prediction the exact one): a
+    long-range channel shifts off-site blocks by phi-weighted S, and with the network's S in its place the
+    validated H would be another model's (on hBN: gaps off by ~0.3 eV that prediction does not have)."""
     out = []
     for b in range(0, len(samples), batch_size):
         chunk = samples[b : b + batch_size]
         n = sum(s.graph.n_nodes for s in chunk)
         e = sum(s.graph.n_edges for s in chunk)
         sizes = padded_sizes(n, e, batch_size)
-        batch = batch_graphs([s.graph for s in chunk], elements, None, sizes=sizes, dtype=dtype)
+        batch = batch_graphs([s.graph for s in chunk], elements, [s.targets for s in chunk], sizes=sizes,
+                             dtype=dtype)
+        batch = batch._replace(h_blocks=None, block_mask=None)
         h, s_ = predict(params, batch)
         h, s_ = np.asarray(h), np.asarray(s_)
         e0 = 0

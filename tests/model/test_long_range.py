@@ -163,6 +163,31 @@ def test_off_site_shift_uses_the_known_overlap(case):
     assert np.abs(h_net - h)[off].max() > 1e-4
 
 
+def test_validation_shifts_with_the_dft_overlap(case):
+    """Validation (predict_samples) predicts as training and prediction do: the off-site shift made with the
+    samples' DFT S, not with the network's S (which moved hBN's validated gaps by ~0.3 eV)."""
+    from deeph_jax.graph import GraphTargets, batch_graphs
+    from deeph_jax.graph.targets import padded_edge_blocks
+    from deeph_jax.train.data import Sample
+    from deeph_jax.train.evaluate import predict_samples
+
+    name, data, cutoff, apply, params, graph, sizes = case
+    full = read_deeph_dir(CASES[name][0], hamiltonian=None)
+    elements = model_elements(data.basis)
+    width = max(data.basis.n_orbitals(e) for e in elements)
+    known, present = padded_edge_blocks(graph, full.overlap, data.basis, width=width)
+    sample = Sample("hbn", graph, GraphTargets(np.zeros_like(known), known, present))
+    with jax.enable_x64(True):
+        (h_val, _), = predict_samples(apply, params, [sample], elements, np.float64, batch_size=1)
+        batch = batch_graphs([graph], elements, sizes=sizes, dtype=np.float64)
+        s_pad = np.zeros((len(batch.senders), width, width))
+        s_pad[: graph.n_edges] = known
+        h_known = np.asarray(apply(params, jax.tree_util.tree_map(jnp.asarray, batch._replace(s_blocks=s_pad)))[0])
+        h_net, _ = predict(apply, params, graph, data.basis, np.float64, sizes)
+    np.testing.assert_allclose(h_val, h_known[: graph.n_edges], atol=1e-12)
+    assert np.abs(h_val - h_net).max() > 1e-4
+
+
 def test_training_route_equals_prediction_route(case):
     """The batch's kernel (training) and the whole structure's potentials computed beforehand (prediction, here
     forced through particle-mesh Ewald) give the same H."""
