@@ -514,14 +514,20 @@ class Trainer:
         """The held-out test set (data.test) with the shipped parameters; bundle metadata."""
         test_dirs = D.list_structures(self.config["data"]["test"])
         cache = self.sample_cache(test_dirs)
-        bd = self.validate(params, [cache[i] for i in range(len(cache))], test_dirs).breakdown
+        tested = self.validate(params, [cache[i] for i in range(len(cache))], test_dirs)
+        bd, levels = tested.breakdown, tested.levels
         result.update(test_mae_eV=bd.mae_h_eV, n_test=len(test_dirs))
         print(f"test: MAE {1e3 * bd.mae_h_eV:.3f} meV = {EV_TO_MICROHARTREE * bd.mae_h_eV:.1f} uHa "
               f"over {bd.abs_err_h.size} H entries of {len(test_dirs)} structures (on-site "
-              f"{1e3 * bd.mae_h_onsite_eV:.3f}, off-site {1e3 * bd.mae_h_offsite_eV:.3f} meV)")
-        return {"test_data": str(self.config["data"]["test"]), "n_test": len(test_dirs),
+              f"{1e3 * bd.mae_h_onsite_eV:.3f}, off-site {1e3 * bd.mae_h_offsite_eV:.3f} meV)"
+              + (f"; levels within {self.tc.val_band_window_eV:g} eV of the gap {levels['band_mae_meV']:.1f} meV, "
+                 f"|gap error| {levels['gap_error_meV']:.1f} meV" if levels is not None else ""))
+        meta = {"test_data": str(self.config["data"]["test"]), "n_test": len(test_dirs),
                 "test_mae_meV": 1e3 * bd.mae_h_eV, "test_mae_uHa": EV_TO_MICROHARTREE * bd.mae_h_eV,
                 "test_mae_onsite_meV": 1e3 * bd.mae_h_onsite_eV, "test_mae_offsite_meV": 1e3 * bd.mae_h_offsite_eV}
+        if levels is not None:
+            meta.update(test_band_meV=levels["band_mae_meV"], test_gap_meV=levels["gap_error_meV"])
+        return meta
 
 
 def train(config: dict, run_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False) -> dict:

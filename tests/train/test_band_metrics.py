@@ -64,3 +64,20 @@ def test_validation_levels_skip_structures_without_an_electron_count(hbn, tmp_pa
     out = validation_levels([sample], preds, [HBN], basis, "none")
     assert out["n"] == 1 and out["band_mae_meV"] == pytest.approx(10.0, abs=1e-6)
     assert validation_levels([sample], preds, [tmp_path], basis, "none") is None
+
+
+def test_spinful_levels_of_a_soc_molecule():
+    """CH2BrCl with spin-orbit coupling (X2C): the levels of the spinful DFT H from the edge blocks equal the band
+    module's, one electron per spin-orbital: the gap is info.json's HOMO-LUMO gap."""
+    import json
+
+    mol = REPO / "datasets" / "halides-soc-ood" / "00000"
+    basis = dataset_basis([mol])
+    sample = SampleCache([mol], basis, 8.0, spin="soc")[0]
+    lv = level_errors(sample, sample.targets.h_blocks, basis, electron_count(mol), "soc")
+    ref = bands_at(read_deeph_dir(mol), np.zeros((1, 3)))
+    np.testing.assert_allclose(lv.reference, ref, atol=1e-7)
+    assert lv.n_occupied == 60 and lv.reference.shape == (1, 2 * 74)
+    gap = json.loads((mol / "info.json").read_text())["homo_lumo_gap_eV"]
+    assert lv.reference[0, 60] - lv.reference[0, 59] == pytest.approx(gap, abs=1e-6)
+    assert lv.band_mae_eV(3.0) == 0.0

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import tiny_config
 from deeph_jax.errors import DeephError
+from deeph_jax.train.data import list_structures
 from deeph_jax.train.loop import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,12 +129,14 @@ def test_best_by_levels_exports_the_step_with_the_best_levels_and_refuses_a_swit
 
     config = run_config(water_sto3g, 0, 1 / 3)
     config["train"]["best_by"] = "levels"
+    config["data"]["test"] = str(water_sto3g)  # not held out: only to see the test report carry the levels
     Trainer(config, tmp_path / "run").run()
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
     scores = {int(r["step"]): float(r["val_band_meV"]) + float(r["val_gap_meV"]) for r in rows if r["val_band_meV"]}
     assert sorted(scores) == [1, 2, 3]
     meta = json.loads((tmp_path / "run" / "model" / "metadata.json").read_text())
     assert meta["selected_step"] == min(scores, key=scores.get)
+    assert meta["test_band_meV"] > 0 and meta["test_gap_meV"] >= 0 and meta["n_test"] == len(list_structures(water_sto3g))
     # resuming under the other criterion would compare H MAE in eV with level errors in meV
     config["train"].update(best_by="h_mae", steps=4)
     with pytest.raises(DeephError, match="best checkpoint was chosen by levels"):
