@@ -1,4 +1,4 @@
-"""Validation on what users look at: levels near E_F and the gap of predicted H against DFT H.
+"""Validation on what users look at: the levels near the gap, and the gap, of predicted H against DFT H.
 
 Training reports the H MAE, but two models of equal MAE can give bands 30 meV apart (a shift common to
 many blocks moves every level). At each validation, every validation structure's predicted and DFT H
@@ -61,20 +61,34 @@ class LevelErrors:
         return (pb - pt) - (rb - rt) if np.isfinite(pb) and np.isfinite(rb) else float("nan")
 
 
-def bloch_matrix(blocks: np.ndarray, graph, present: np.ndarray, offsets: np.ndarray, k_cart: np.ndarray,
-                 dim: int) -> np.ndarray:
-    """sum over the edges e in ``present`` of exp(i k . r_e) times the block (a_e, b_e) at (offsets[i], offsets[j]).
+@dataclass(frozen=True)
+class EdgeBlocks:
+    """The blocks of some edges grouped by shape, with where each entry goes in the cell's matrix: ``groups`` is a
+    list of (edges (n,), blocks (n, a, b), rows (n, a, 1), cols (n, 1, b))."""
 
-    ``blocks``: per edge, already cut to its atoms' orbitals (list or array of (a, b) arrays); the phase uses the
-    edge vector r_e = pos_j + R - pos_i (a gauge of the atoms' positions: the same levels as the lattice gauge).
-    """
-    m = np.zeros((dim, dim), complex)
-    phases = np.exp(1j * graph.vectors @ k_cart)
-    for e in np.nonzero(present)[0]:
-        b = blocks[e]
-        i, j = offsets[graph.senders[e]], offsets[graph.receivers[e]]
-        m[i : i + b.shape[0], j : j + b.shape[1]] += phases[e] * b
-    return 0.5 * (m + m.conj().T)  # rounding of stored blocks; both pencils are Hermitian by construction
+    groups: list
+
+    @classmethod
+    def gather(cls, blocks: dict, senders: np.ndarray, receivers: np.ndarray, offsets: np.ndarray) -> "EdgeBlocks":
+        """``blocks``: {edge: (a, b) block cut to its atoms' orbitals}; ``offsets``: first row of each atom."""
+        by_shape: dict[tuple, list] = {}
+        for e, b in blocks.items():
+            by_shape.setdefault(b.shape, []).append(e)
+        groups = []
+        for (a, b), edges in by_shape.items():
+            edges = np.array(edges)
+            groups.append((edges, np.stack([blocks[e] for e in edges]),
+                           offsets[senders[edges]][:, None, None] + np.arange(a)[None, :, None],
+                           offsets[receivers[edges]][:, None, None] + np.arange(b)[None, None, :]))
+        return cls(groups)
+
+    def bloch(self, vectors: np.ndarray, k_cart: np.ndarray, dim: int) -> np.ndarray:
+        """sum over the edges of exp(i k . r_e) times their blocks: (dim, dim), with r_e = pos_j + R - pos_i (the
+        atoms' gauge: the levels of the lattice gauge)."""
+        m = np.zeros((dim, dim), complex)
+        for edges, blocks, rows, cols in self.groups:
+            np.add.at(m, (rows, cols), np.exp(1j * vectors[edges] @ k_cart)[:, None, None] * blocks)
+        return 0.5 * (m + m.conj().T)  # the stored blocks' rounding; Hermitian up to it
 
 
 def level_errors(sample, predicted_h: np.ndarray, basis: OrbitalBasis, n_electrons: int, spin: str,
@@ -82,29 +96,27 @@ def level_errors(sample, predicted_h: np.ndarray, basis: OrbitalBasis, n_electro
     """Levels of the predicted and the DFT H of one sample (padded edge blocks), with the DFT S."""
     g, t = sample.graph, sample.targets
     spinful = spin != "none"
-    per_atom = np.array([basis.n_orbitals(s) for s in g.symbols]) * (2 if spinful else 1)
+    n_orb = np.array([basis.n_orbitals(s) for s in g.symbols])
+    per_atom = n_orb * (2 if spinful else 1)
     offsets = np.concatenate([[0], np.cumsum(per_atom)[:-1]])
     dim = int(per_atom.sum())
-    a_of = [basis.n_orbitals(s) for s in g.symbols]
+    edges = np.flatnonzero(t.present)
 
-    def cut(padded, e, spinful_block):
-        return unpad_block(padded[e], a_of[g.senders[e]], a_of[g.receivers[e]], spinful_block)
+    def gathered(padded, spinful_block: bool) -> EdgeBlocks:
+        cut = {e: unpad_block(padded[e], n_orb[g.senders[e]], n_orb[g.receivers[e]], spinful_block) for e in edges}
+        if spinful and not spinful_block:  # the overlap does not act on spin: [[S, 0], [0, S]]
+            cut = {e: np.kron(np.eye(2), b) for e, b in cut.items()}
+        return EdgeBlocks.gather(cut, g.senders, g.receivers, offsets)
 
-    present = np.asarray(t.present, bool)
-    edges = np.nonzero(present)[0]
-    h_pred = {e: cut(predicted_h, e, spinful) for e in edges}
-    h_ref = {e: cut(t.h_blocks, e, spinful) for e in edges}
-    s_blk = {e: cut(t.s_blocks, e, False) for e in edges}
-    if spinful:  # the overlap does not act on spin: [[S, 0], [0, S]] in the [[uu, ud], [du, dd]] layout
-        s_blk = {e: np.kron(np.eye(2), b) for e, b in s_blk.items()}
+    h_pred, h_ref, s_blk = gathered(predicted_h, spinful), gathered(t.h_blocks, spinful), gathered(t.s_blocks, False)
     periodic = g.cell is not None and np.abs(g.cell).sum() > 0 and np.abs(g.shifts).sum() > 0
     ks = np.asarray(kpoints if periodic else [(0.0, 0.0, 0.0)], dtype=np.float64)
     recip = 2 * np.pi * np.linalg.inv(np.asarray(g.cell, dtype=np.float64)).T if periodic else np.eye(3)
     pred, ref = [], []
     for k in ks @ recip:
-        s = bloch_matrix(s_blk, g, present, offsets, k, dim)
-        ref.append(scipy.linalg.eigh(bloch_matrix(h_ref, g, present, offsets, k, dim), s, eigvals_only=True))
-        pred.append(scipy.linalg.eigh(bloch_matrix(h_pred, g, present, offsets, k, dim), s, eigvals_only=True))
+        s = s_blk.bloch(g.vectors, k, dim)
+        ref.append(scipy.linalg.eigh(h_ref.bloch(g.vectors, k, dim), s, eigvals_only=True))
+        pred.append(scipy.linalg.eigh(h_pred.bloch(g.vectors, k, dim), s, eigvals_only=True))
     n_occ = n_electrons if spinful else n_electrons // 2
     return LevelErrors(np.array(pred), np.array(ref), n_occ)
 

@@ -112,8 +112,9 @@ class TrainConfig:
         eval_every, checkpoint_every, log_every: steps between validations, checkpoints, metric rows.
         val_band_window_eV: each validation also diagonalizes predicted and DFT H (DFT S) of the validation
             structures at four k-points and reports the mean |error| of the levels from this many eV below the
-            DFT's highest occupied level to as far above its lowest empty one (absolute) and the mean |gap error| (:mod:`deeph_jax.train.band_metrics`;
-            metrics.csv ``val_band_meV``, ``val_gap_meV``); null leaves it out.
+            DFT's highest occupied level to as far above its lowest empty one (absolute), and the mean |gap
+            error| (:mod:`deeph_jax.train.band_metrics`; metrics.csv ``val_band_meV``, ``val_gap_meV``); null
+            leaves it out.
         best_by: what the best checkpoint (and ``export: best``) is chosen by: ``h_mae`` (validation H MAE) or
             ``levels`` (``val_band_meV + val_gap_meV``: the levels near the gap and the gap, what a crystal's user
             judges; needs ``val_band_window_eV`` and validation structures with an electron count).
