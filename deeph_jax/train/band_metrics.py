@@ -8,7 +8,8 @@ Gamma alone for a molecule), on the pairs the DFT data stores:
   ``window_eV`` above its lowest empty one (over those k-points), absolute (no offset removed): the band
   edges always count, also for a molecule whose gap is wider than twice the window;
 - ``gap_error``: predicted minus DFT gap over those k-points (a metal's is ~0 on both sides).
-Electron counts come from the structure's info.json ``occupation`` (structures without it are skipped).
+Electron counts come from the structure's info.json ``occupation``; structures without one, and those of more
+than ``MAX_ORBITALS`` (spin-)orbitals (dense eigensolves at every validation), are skipped.
 Spinful H (spin-orbit or collinear) fills one spin-orbital per electron, spinless H two.
 """
 
@@ -28,6 +29,7 @@ from deeph_jax.model.spin_blocks import unpad_block
 # Reduced k-points: Gamma, a zone-boundary midpoint, the hexagonal K and a generic point (lifts accidental
 # degeneracies); for a cell of another lattice they are just four points of its Brillouin zone.
 VALIDATION_KPOINTS = ((0.0, 0.0, 0.0), (0.5, 0.0, 0.0), (1 / 3, 1 / 3, 0.0), (0.137, 0.291, 0.0))
+MAX_ORBITALS = 2000  # ~1 s per dense generalized eigensolve on one core
 
 
 @dataclass(frozen=True)
@@ -132,12 +134,13 @@ def electron_count(structure_dir: str | Path) -> int | None:
 
 def validation_levels(samples: Sequence, predictions, dirs: Sequence[Path], basis: OrbitalBasis, spin: str,
                       window_eV: float = 3.0) -> dict | None:
-    """{'band_mae_meV', 'gap_error_meV' (mean |gap error|), 'n'} over the samples with an electron count, or None
-    when none has one."""
+    """{'band_mae_meV', 'gap_error_meV' (mean |gap error|), 'n'} over the samples with an electron count and at most
+    ``MAX_ORBITALS`` orbitals, or None when there is none."""
     band, gap = [], []
     for smp, (h, _), d in zip(samples, predictions, dirs):
         n = electron_count(d)
-        if n is None:
+        dim = sum(basis.n_orbitals(s) for s in smp.graph.symbols) * (1 if spin == "none" else 2)
+        if n is None or dim > MAX_ORBITALS:
             continue
         lv = level_errors(smp, h, basis, n, spin)
         band.append(lv.band_mae_eV(window_eV))
