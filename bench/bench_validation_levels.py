@@ -56,8 +56,8 @@ def main() -> None:
     overall = breakdown(samples, preds, basis, config.spin)
     levels = validation_levels(samples, preds, dirs, basis, config.spin, args.window)
     summary = {"h_mae_meV": 1e3 * overall.mae_h_eV, **(levels or {})}
-    print(f"all: H MAE {summary['h_mae_meV']:.2f} meV" + (f"; val_band_meV {levels['band_mae_meV']:.1f}, "
-                                                         f"val_gap_meV {levels['gap_error_meV']:.1f}" if levels else ""))
+    text = f"; val_band_meV {levels['band_mae_meV']:.1f}, val_gap_meV {levels['gap_error_meV']:.1f}" if levels else ""
+    print(f"all: H MAE {summary['h_mae_meV']:.2f} meV{text}")
     if args.json:
         from deeph_jax.provenance import write_result
 
