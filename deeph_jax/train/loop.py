@@ -13,8 +13,8 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -441,7 +441,8 @@ class Trainer:
         if levels is None:
             raise DeephError("train.best_by: levels needs train.val_band_window_eV and validation structures with "
                              "an electron count (info.json occupation)", self.val_dirs[0].parent)
-        return levels["band_mae_meV"] + levels["gap_error_meV"]
+        gap = levels["gap_error_meV"]  # nan when no structure has an empty level in its basis
+        return levels["band_mae_meV"] + (gap if math.isfinite(gap) else 0.0)
 
     def best_checkpoint_metrics(self, ckpts) -> dict | None:
         """The best checkpoint's metrics; an error when another ``train.best_by`` chose it (the scores would not
