@@ -31,7 +31,7 @@ def main() -> None:
 
     from deeph_jax.model import HamiltonianNet, model_elements
     from deeph_jax.predict.bundle import load_bundle
-    from deeph_jax.train.band_metrics import electron_count, level_errors, validation_levels
+    from deeph_jax.train.band_metrics import electron_count, level_errors, level_summary
     from deeph_jax.train.data import SampleCache, list_structures
     from deeph_jax.train.evaluate import breakdown, predict_samples
     from deeph_jax.train.step import make_predict
@@ -42,19 +42,20 @@ def main() -> None:
     samples = [cache[i] for i in range(len(dirs))]
     preds = predict_samples(make_predict(HamiltonianNet(config, basis)), params, samples, model_elements(basis),
                             np.float32)
-    rows = []
+    rows, levels = [], []
     for smp, pred, d in zip(samples, preds, dirs):
         bd = breakdown([smp], [pred], basis, config.spin)
         row = {"structure": d.name, "h_mae_meV": 1e3 * bd.mae_h_eV, "h_mae_onsite_meV": 1e3 * bd.mae_h_onsite_eV}
         n = electron_count(d)
         if n is not None:
             lv = level_errors(smp, pred[0], basis, n, config.spin)
+            levels.append(lv)
             row.update(band_mae_meV=1e3 * lv.band_mae_eV(args.window), gap_error_meV=1e3 * lv.gap_error_eV())
         rows.append(row)
         print(f"{d.name}: H MAE {row['h_mae_meV']:.2f} meV (on-site {row['h_mae_onsite_meV']:.2f})"
               + (f"; levels {row['band_mae_meV']:.1f} meV, gap error {row['gap_error_meV']:+.1f} meV" if n else ""))
     overall = breakdown(samples, preds, basis, config.spin)
-    levels = validation_levels(samples, preds, dirs, basis, config.spin, args.window)
+    levels = level_summary(levels, args.window)
     summary = {"h_mae_meV": 1e3 * overall.mae_h_eV, **(levels or {})}
     text = f"; val_band_meV {levels['band_mae_meV']:.1f}, val_gap_meV {levels['gap_error_meV']:.1f}" if levels else ""
     print(f"all: H MAE {summary['h_mae_meV']:.2f} meV{text}")

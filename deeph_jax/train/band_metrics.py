@@ -93,15 +93,19 @@ class EdgeBlocks:
         return 0.5 * (m + m.conj().T)  # the stored blocks' rounding; Hermitian up to it
 
 
+def orbital_offsets(n_orbitals: np.ndarray, spinful: bool) -> tuple[np.ndarray, int]:
+    """(first row of each atom, matrix dimension) for atoms of ``n_orbitals`` orbitals (spinful: 2 rows each)."""
+    per_atom = np.asarray(n_orbitals) * (2 if spinful else 1)
+    return np.concatenate([[0], np.cumsum(per_atom)[:-1]]), int(per_atom.sum())
+
+
 def level_errors(sample, predicted_h: np.ndarray, basis: OrbitalBasis, n_electrons: int, spin: str,
                  kpoints=VALIDATION_KPOINTS) -> LevelErrors:
     """Levels of the predicted and the DFT H of one sample (padded edge blocks), with the DFT S."""
     g, t = sample.graph, sample.targets
     spinful = spin != "none"
     n_orb = np.array([basis.n_orbitals(s) for s in g.symbols])
-    per_atom = n_orb * (2 if spinful else 1)
-    offsets = np.concatenate([[0], np.cumsum(per_atom)[:-1]])
-    dim = int(per_atom.sum())
+    offsets, dim = orbital_offsets(n_orb, spinful)
     edges = np.flatnonzero(t.present)
 
     def gathered(padded, spinful_block: bool) -> EdgeBlocks:
@@ -132,22 +136,25 @@ def electron_count(structure_dir: str | Path) -> int | None:
     return None if n is None else int(round(n))
 
 
-def validation_levels(samples: Sequence, predictions, dirs: Sequence[Path], basis: OrbitalBasis, spin: str,
-                      window_eV: float = 3.0) -> dict | None:
-    """{'band_mae_meV', 'gap_error_meV' (mean |gap error|), 'n'} over the samples with an electron count and at most
-    ``MAX_ORBITALS`` orbitals, or None when there is none."""
-    band, gap = [], []
-    for smp, (h, _), d in zip(samples, predictions, dirs):
-        n = electron_count(d)
-        dim = sum(basis.n_orbitals(s) for s in smp.graph.symbols) * (1 if spin == "none" else 2)
-        if n is None or dim > MAX_ORBITALS:
-            continue
-        lv = level_errors(smp, h, basis, n, spin)
-        band.append(lv.band_mae_eV(window_eV))
-        gap.append(lv.gap_error_eV())
-    if not band:
+def level_summary(levels: Sequence[LevelErrors], window_eV: float) -> dict | None:
+    """{'band_mae_meV', 'gap_error_meV' (mean |gap error|), 'n'} over structures' level errors; None for none."""
+    if not levels:
         return None
-    gaps = np.abs(np.array(gap))
+    band = [lv.band_mae_eV(window_eV) for lv in levels]
+    gaps = np.abs(np.array([lv.gap_error_eV() for lv in levels]))
     return {"band_mae_meV": 1e3 * float(np.nanmean(band)),
             "gap_error_meV": 1e3 * float(np.nanmean(gaps)) if np.isfinite(gaps).any() else float("nan"),
-            "n": len(band)}
+            "n": len(levels)}
+
+
+def validation_levels(samples: Sequence, predictions, dirs: Sequence[Path], basis: OrbitalBasis, spin: str,
+                      window_eV: float = 3.0) -> dict | None:
+    """:func:`level_summary` over the samples with an electron count and at most ``MAX_ORBITALS`` orbitals, or None
+    when there is none."""
+    levels = []
+    for smp, (h, _), d in zip(samples, predictions, dirs):
+        n = electron_count(d)
+        _, dim = orbital_offsets([basis.n_orbitals(s) for s in smp.graph.symbols], spin != "none")
+        if n is not None and dim <= MAX_ORBITALS:
+            levels.append(level_errors(smp, h, basis, n, spin))
+    return level_summary(levels, window_eV)

@@ -239,8 +239,8 @@ class Trainer:
                 f.write(text + "\n")
 
     # -- validation -------------------------------------------------------------------------------
-    def validate(self, params, samples=None, dirs=None) -> "Validation | None":
-        """Loss, Breakdown and (with ``train.val_band_window_eV``) the level errors of
+    def validate(self, params, samples=None, dirs=None, levels: bool = True) -> "Validation | None":
+        """Loss, Breakdown and (with ``levels`` and ``train.val_band_window_eV``) the level errors of
         :mod:`deeph_jax.train.band_metrics` on the validation set (or ``samples`` from ``dirs``); None when
         there is none."""
         from deeph_jax.train.band_metrics import validation_levels
@@ -257,11 +257,10 @@ class Trainer:
         preds = predict_samples(self.predict, local, samples, self.elements, self.dtype)
         bd = breakdown(samples, preds, self.basis, self.model_config.spin)
         tc = self.tc
-        levels = None
-        if tc.val_band_window_eV is not None and dirs is not None:
-            levels = validation_levels(samples, preds, dirs, self.basis, self.model_config.spin,
-                                       tc.val_band_window_eV)
-        return Validation(bd.loss(tc.onsite_weight, tc.offsite_weight, tc.overlap_weight), bd, levels)
+        found = None
+        if levels and tc.val_band_window_eV is not None and dirs is not None:
+            found = validation_levels(samples, preds, dirs, self.basis, self.model_config.spin, tc.val_band_window_eV)
+        return Validation(bd.loss(tc.onsite_weight, tc.offsite_weight, tc.overlap_weight), bd, found)
 
     def initial_params_from_bundle(self, path, like):
         from deeph_jax.predict.bundle import load_bundle
@@ -498,7 +497,7 @@ class Trainer:
         """Breakdown table and plots of the shipped parameters on the validation set; bundle metadata."""
         from deeph_jax.train import plots
 
-        bd = self.validate(params).breakdown
+        bd = self.validate(params, levels=False).breakdown  # the breakdown table only
         table = bd.table_text()
         write_text_atomic(self.run_dir / "breakdown.txt", table + "\n")
         print("validation error breakdown (shipped EMA parameters):\n" + table)

@@ -53,8 +53,8 @@ class RecordingTrainer(Trainer):
         super().validate_step(row, state, ckpts, progress, write)
         self._factor = None
 
-    def validate(self, params, samples=None):
-        result = super().validate(params, samples)
+    def validate(self, params, samples=None, *args, **kwargs):
+        result = super().validate(params, samples, *args, **kwargs)
         if result is not None and self._factor is not None:
             result[1].abs_err_h = result[1].abs_err_h * self._factor
         return result
